@@ -1,0 +1,49 @@
+# efsqlite developer commands. Every target builds what it needs on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: dev test lint format typecheck unit functional e2e faults infra-check bench bench-quick soak schema clean system-tools
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+## dev: run the whole stack locally (local SQS, writer poller, reader) until Ctrl-C
+dev: $(STAMP)
+	$(VENV)/bin/efsqlite dev
+
+## test: lint, type checks and the whole test suite (what CI runs)
+test: lint typecheck system-tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy shared/efsqlite
+
+unit functional e2e faults: $(STAMP) system-tools
+	$(PY) -m pytest tests/$@ $(PYTEST_ARGS)
+
+## system-tools: strace for the crash tests (installed on Debian-like machines when missing)
+system-tools:
+	@command -v strace >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq strace >/dev/null; \
+	  else echo "strace not found and cannot be installed here: fault tests will skip"; fi; }
+
+schema: $(STAMP)
+	$(VENV)/bin/efsqlite schema
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

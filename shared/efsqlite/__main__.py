@@ -1,0 +1,3 @@
+from efsqlite.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Named commands: deployer-defined writes with their own argument models.
+
+A deployer builds a :class:`CommandRegistry` in a module of their own and points the writer at
+it with ``EFSQLITE_COMMANDS=package.module:registry``::
+
+    registry = CommandRegistry()
+
+    class AddTodo(BaseModel):
+        id: str
+        title: str
+
+    @registry.command("add_todo", args=AddTodo)
+    def add_todo(ctx: CommandContext, args: AddTodo) -> None:
+        ctx.execute("INSERT INTO todos (id, title) VALUES (?, ?)", (args.id, args.title))
+
+DO raise :class:`~efsqlite.exceptions.CommandRejectedError` for business-rule failures: the
+command is recorded as rejected and the FIFO group moves on.
+DON'T commit, open savepoints or talk to other systems from a handler: it runs inside the
+writer's batch transaction and may be rolled back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from efsqlite.exceptions import RegistryError
+from efsqlite.types import SqlParams, SqlValue
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+
+@dataclass(slots=True)
+class CommandContext:
+    """What a named command's handler sees: the transaction, and facts about the command."""
+
+    connection: sqlite3.Connection
+    db: str
+    command_id: str
+    schema_version: int
+
+    def execute(self, sql: str, params: SqlParams | Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.connection.execute(sql, params)
+
+    def query(self, sql: str, params: SqlParams | Sequence[Any] = ()) -> list[tuple[SqlValue, ...]]:
+        return list(self.connection.execute(sql, params))
+
+
+Handler = Callable[[CommandContext, ArgsT], None]
+
+
+@dataclass(frozen=True, slots=True)
+class NamedCommandSpec(Generic[ArgsT]):
+    name: str
+    args_model: type[ArgsT]
+    handler: Handler[ArgsT]
+
+
+class CommandRegistry:
+    """Name to (args model, handler). Lookups are a dict read: cheap on the packed hot path."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, NamedCommandSpec[Any]] = {}
+
+    def command(
+        self, name: str, *, args: type[ArgsT]
+    ) -> Callable[[Handler[ArgsT]], Handler[ArgsT]]:
+        """Register the decorated function as the handler of command ``name``."""
+
+        def decorate(
+            handler: Handler[ArgsT],
+        ) -> Handler[ArgsT]:
+            self.register(name, args, handler)
+            return handler
+
+        return decorate
+
+    def register(self, name: str, args: type[ArgsT], handler: Handler[ArgsT]) -> None:
+        if name in self._specs:
+            raise RegistryError(f"command {name!r} is registered twice")
+        if not (isinstance(args, type) and issubclass(args, BaseModel)):
+            raise RegistryError(f"command {name!r}: args must be a pydantic model class")
+        self._specs[name] = NamedCommandSpec(name, args, handler)
+
+    def get(self, name: str) -> NamedCommandSpec[Any] | None:
+        return self._specs.get(name)
+
+    def __iter__(self) -> Iterator[NamedCommandSpec[Any]]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def load_object(path: str) -> object:
+    """Import ``package.module:attribute`` (the form every registry setting uses)."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise RegistryError(f"{path!r} is not of the form 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(f"cannot import {module_name!r} for {path!r}: {exc}") from exc
+    try:
+        found: object = getattr(module, attribute)
+    except AttributeError:
+        raise RegistryError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return found
+
+
+def load_registry(path: str | None) -> CommandRegistry:
+    """The registry named by ``EFSQLITE_COMMANDS``, or an empty one."""
+    if path is None:
+        return CommandRegistry()
+    registry = load_object(path)
+    if not isinstance(registry, CommandRegistry):
+        raise RegistryError(f"{path!r} is a {type(registry).__name__}, not a CommandRegistry")
+    return registry

@@ -1,0 +1,253 @@
+"""The ledger: each command's outcome and the settled position, inside the database itself.
+
+Outcomes live in the same file and the same transaction as the writes they describe, so
+"applied" in the ledger and the rows in the tables can never disagree, whatever crashes.
+The ledger is what makes redelivery, a new deduplication id and a DLQ redrive safe: SQS FIFO
+deduplicates for only five minutes, and a redrive gives messages new ids.
+
+DO compare positions as big integers (SQS sequence numbers reach 128 bits).
+DON'T ``CAST`` a position to INTEGER in SQL: it overflows SQLite's 64-bit integers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from efsqlite.types import Outcome
+
+COMMANDS_TABLE = "_efsqlite_commands"
+STATE_TABLE = "_efsqlite_state"
+FAILURES_TABLE = "_efsqlite_failures"
+MIGRATIONS_TABLE = "_efsqlite_migrations"
+#: Tables (and their indexes) that commands may never write.
+INTERNAL_PREFIX = "_efsqlite_"
+
+#: 128-bit sequence numbers have at most 39 decimal digits; a fixed width makes text order
+#: equal numeric order.
+POSITION_WIDTH = 40
+ZERO_POSITION = "0" * POSITION_WIDTH
+#: Bound on stored error messages and body excerpts, so a hostile body cannot bloat the ledger.
+MAX_EXCERPT_CHARS = 512
+#: Keep ``IN (...)`` look-ups under SQLite's bound-parameter limit.
+_LOOKUP_CHUNK = 500
+
+LEDGER_DDL = f"""
+CREATE TABLE IF NOT EXISTS {COMMANDS_TABLE} (
+    id TEXT PRIMARY KEY NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('applied', 'rejected')),
+    position TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    error_type TEXT,
+    error_message TEXT,
+    body_excerpt TEXT,
+    settled_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {COMMANDS_TABLE}_settled ON {COMMANDS_TABLE}(settled_at_ms);
+CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (
+    id TEXT PRIMARY KEY NOT NULL,
+    message_id TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    version INTEGER PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    applied_at_ms INTEGER NOT NULL
+);
+"""
+
+
+def encode_position(sequence_number: str | int) -> str:
+    """Fixed-width text form of an SQS ``SequenceNumber`` (text order == numeric order)."""
+    text = str(sequence_number)
+    if not text.isdigit() or len(text) > POSITION_WIDTH:
+        raise ValueError(f"invalid sequence number {sequence_number!r}")
+    return text.zfill(POSITION_WIDTH)
+
+
+def decode_position(position: str) -> str:
+    """The public form of a stored position: the decimal sequence number without padding."""
+    return position.lstrip("0") or "0"
+
+
+def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
+    """A bounded prefix of ``text`` for diagnostics."""
+    return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more]"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One settled command."""
+
+    id: str
+    outcome: Outcome
+    position: str
+    message_id: str
+    error_type: str | None = None
+    error_message: str | None = None
+    body_excerpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandStatus:
+    """What a reader says about a command id: settled, or pending with its last failure."""
+
+    id: str
+    #: "applied" or "rejected" (settled), "pending" (it failed at least once and will be
+    #: retried), or "unknown" (not seen yet: queued, in flight, or never sent).
+    state: str
+    position: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    settled_at_ms: int | None = None
+    attempts: int | None = None
+
+
+def ensure_ledger(conn: sqlite3.Connection) -> None:
+    """Create the ledger tables if missing. Idempotent; runs inside the caller's transaction."""
+    for statement in LEDGER_DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def has_ledger(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (COMMANDS_TABLE,)
+    ).fetchone()
+    return row is not None
+
+
+def settled_outcomes(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, Outcome]:
+    """The outcome of each id in ``ids`` that is already in the ledger."""
+    unique = list(dict.fromkeys(ids))
+    found: dict[str, Outcome] = {}
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for command_id, outcome in conn.execute(
+            f"SELECT id, outcome FROM {COMMANDS_TABLE} WHERE id IN ({marks})", chunk
+        ):
+            found[command_id] = outcome
+    return found
+
+
+def record_outcomes(
+    conn: sqlite3.Connection, entries: Sequence[LedgerEntry], settled_at_ms: int
+) -> None:
+    """Insert settled outcomes and forget earlier failures of the same ids."""
+    if not entries:
+        return
+    conn.executemany(
+        f"INSERT INTO {COMMANDS_TABLE} (id, outcome, position, message_id, error_type, "
+        "error_message, body_excerpt, settled_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e.id,
+                e.outcome,
+                e.position,
+                e.message_id,
+                e.error_type,
+                e.error_message,
+                e.body_excerpt,
+                settled_at_ms,
+            )
+            for e in entries
+        ],
+    )
+
+
+def clear_failures(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    conn.executemany(f"DELETE FROM {FAILURES_TABLE} WHERE id = ?", [(i,) for i in ids])
+
+
+def has_failures(conn: sqlite3.Connection) -> bool:
+    return conn.execute(f"SELECT 1 FROM {FAILURES_TABLE} LIMIT 1").fetchone() is not None
+
+
+def record_failure(
+    conn: sqlite3.Connection,
+    command_id: str,
+    *,
+    message_id: str,
+    error_type: str,
+    error_message: str,
+    at_ms: int,
+) -> None:
+    """Remember the last failure of a command that is not settled, for ``command_status``."""
+    conn.execute(
+        f"INSERT INTO {FAILURES_TABLE} (id, message_id, error_type, error_message, attempts, "
+        "last_at_ms) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(id) DO UPDATE SET "
+        "message_id = excluded.message_id, error_type = excluded.error_type, "
+        "error_message = excluded.error_message, attempts = attempts + 1, "
+        "last_at_ms = excluded.last_at_ms",
+        (command_id, message_id, error_type, excerpt(error_message), at_ms),
+    )
+
+
+def read_position(conn: sqlite3.Connection) -> str:
+    """The highest settled sequence number, stored form (``ZERO_POSITION`` if none)."""
+    row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE key = 'position'").fetchone()
+    return str(row[0]) if row else ZERO_POSITION
+
+
+def advance_position(conn: sqlite3.Connection, position: str) -> None:
+    """Raise the settled position to ``position`` (stored form); never lowers it."""
+    conn.execute(
+        f"INSERT INTO {STATE_TABLE} (key, value) VALUES ('position', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > value",
+        (position,),
+    )
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The applied schema version, kept in the header's ``user_version`` (one cached read)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+def prune(conn: sqlite3.Connection, older_than_ms: int) -> int:
+    """Delete outcomes settled before ``older_than_ms``; returns how many went."""
+    cursor = conn.execute(f"DELETE FROM {COMMANDS_TABLE} WHERE settled_at_ms < ?", (older_than_ms,))
+    conn.execute(f"DELETE FROM {FAILURES_TABLE} WHERE last_at_ms < ?", (older_than_ms,))
+    return cursor.rowcount
+
+
+def command_status(conn: sqlite3.Connection, command_id: str) -> CommandStatus:
+    """Has command ``command_id`` committed? One indexed read."""
+    row = conn.execute(
+        f"SELECT outcome, position, error_type, error_message, settled_at_ms "
+        f"FROM {COMMANDS_TABLE} WHERE id = ?",
+        (command_id,),
+    ).fetchone()
+    if row is not None:
+        return CommandStatus(
+            id=command_id,
+            state=row[0],
+            position=decode_position(row[1]),
+            error_type=row[2],
+            error_message=row[3],
+            settled_at_ms=row[4],
+        )
+    failure = conn.execute(
+        f"SELECT error_type, error_message, attempts, last_at_ms FROM {FAILURES_TABLE} "
+        "WHERE id = ?",
+        (command_id,),
+    ).fetchone()
+    if failure is not None:
+        return CommandStatus(
+            id=command_id,
+            state="pending",
+            error_type=failure[0],
+            error_message=failure[1],
+            attempts=failure[2],
+        )
+    return CommandStatus(id=command_id, state="unknown")

@@ -1,0 +1,161 @@
+"""Ordered SQL migrations, each applied and recorded in one transaction.
+
+Files are named ``NNNN_description.sql`` (``0001_create_orders.sql``) and applied in numeric
+order. A folder ``<migrations_dir>/<db>/`` holds migrations for database ``<db>`` only; without
+one, the ``*.sql`` files at the top apply to every database.
+
+DO add a new file for every change. DON'T edit a file that has been applied: the writer
+compares checksums and refuses to go on (``MigrationError``) rather than guess.
+DON'T put ``BEGIN``/``COMMIT`` in a migration: the runner owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from efsqlite.exceptions import MigrationError
+from efsqlite.ledger import MIGRATIONS_TABLE, ensure_ledger, schema_version
+
+_FILE_RE = re.compile(r"^(\d{1,9})_([A-Za-z0-9_.-]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover(migrations_dir: Path | None, db: str) -> list[Migration]:
+    """The migrations for ``db``, sorted, refusing gaps and duplicate versions."""
+    if migrations_dir is None:
+        return []
+    if not migrations_dir.is_dir():
+        raise MigrationError(f"migrations folder {migrations_dir} does not exist")
+    folder = migrations_dir / db if (migrations_dir / db).is_dir() else migrations_dir
+    found: dict[int, Migration] = {}
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE_RE.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: migration files are named NNNN_description.sql")
+        version = int(match.group(1))
+        if version == 0:
+            raise MigrationError(f"{path.name}: versions start at 1")
+        if version in found:
+            raise MigrationError(f"{path.name}: version {version} appears twice in {folder}")
+        found[version] = Migration(version, match.group(2), path.read_text(encoding="utf-8"))
+    migrations = [found[v] for v in sorted(found)]
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise MigrationError(
+                f"migration versions must run 1, 2, 3...: found {migration.version} where "
+                f"{expected} was expected in {folder}"
+            )
+    return migrations
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script into complete statements (triggers and quoted ``;`` stay whole)."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in sql.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        raise MigrationError(f"incomplete SQL statement at end of migration: {buffer[:200]!r}")
+    return statements
+
+
+def _is_transaction_control(statement: str) -> bool:
+    words = re.sub(r"(--[^\n]*\n)|(/\*.*?\*/)", " ", statement, flags=re.S).split()
+    head = words[0].upper() if words else ""
+    return head in {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"}
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration]) -> int:
+    """Bring the database up to the newest migration; returns the schema version.
+
+    Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with its
+    record and the ``user_version`` bump, so a crash leaves it fully applied or not at all.
+    Already-applied migrations are checked against their recorded checksum.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        ensure_ledger(conn)
+        applied = {
+            version: sha
+            for version, sha in conn.execute(f"SELECT version, sha256 FROM {MIGRATIONS_TABLE}")
+        }
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    for migration in migrations:
+        recorded = applied.get(migration.version)
+        if recorded is not None:
+            if recorded != migration.sha256:
+                raise MigrationError(
+                    f"migration {migration.version}_{migration.name} changed after it was "
+                    "applied; add a new migration instead of editing an applied one"
+                )
+            continue
+        _apply_one(conn, migration)
+    extra = set(applied) - {m.version for m in migrations}
+    if extra:
+        raise MigrationError(
+            f"database has migrations {sorted(extra)} that this code does not know: "
+            "is an older deployment running?"
+        )
+    return schema_version(conn)
+
+
+def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
+    statements = split_statements(migration.sql)
+    for statement in statements:
+        if _is_transaction_control(statement):
+            raise MigrationError(
+                f"migration {migration.version}_{migration.name}: remove transaction control "
+                f"({statement.split()[0]}); each migration already runs in one transaction"
+            )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-check under the write lock: another writer may have applied it meanwhile.
+        if conn.execute(
+            f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE version = ?", (migration.version,)
+        ).fetchone():
+            conn.execute("COMMIT")
+            return
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO {MIGRATIONS_TABLE} (version, name, sha256, applied_at_ms) "
+            "VALUES (?, ?, ?, ?)",
+            (migration.version, migration.name, migration.sha256, int(time.time() * 1000)),
+        )
+        conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise MigrationError(
+            f"migration {migration.version}_{migration.name} failed: {exc}"
+        ) from exc
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

@@ -1,0 +1,88 @@
+"""Settings, read once per execution environment from ``EFSQLITE_*`` environment variables.
+
+Each field's environment variable is ``EFSQLITE_`` + the field name in upper case. A bad value
+raises :class:`~efsqlite.exceptions.InvalidSettingError` naming the variable, at cold start,
+rather than a confusing failure on the first message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from efsqlite.exceptions import InvalidSettingError
+from efsqlite.types import JournalMode
+
+ENV_PREFIX = "EFSQLITE_"
+#: Where the SAM template mounts the EFS access point. Lambda requires ``/mnt/<name>``.
+DEFAULT_DATA_DIR = Path("/mnt/efsqlite")
+#: Above SQS's 14-day maximum retention twice over (source queue, then DLQ), so a redriven
+#: copy of an applied command still finds its ledger row.
+DEFAULT_LEDGER_RETENTION_DAYS = 35
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Folder holding <db>.sqlite files (the EFS mount)."
+    )
+    busy_timeout_ms: int = Field(
+        5000, ge=0, le=600_000, description="How long a connection waits on a lock."
+    )
+
+    @classmethod
+    def env_var(cls, field: str) -> str:
+        return ENV_PREFIX + field.upper()
+
+    @classmethod
+    def env_vars(cls) -> dict[str, str]:
+        """Map each environment variable this model reads to its field name."""
+        return {cls.env_var(name): name for name in cls.model_fields}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Build the settings from the environment; unknown ``EFSQLITE_*`` names are ignored."""
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, field in cls.env_vars().items():
+            raw = source.get(var)
+            if raw is not None and raw != "":
+                values[field] = raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                shown = values.get(field, "")
+                problems.append(f"{cls.env_var(field)}={shown!r}: {error['msg']}")
+            raise InvalidSettingError("invalid setting " + "; ".join(problems)) from None
+
+
+class WriterSettings(_Settings):
+    """What the writer Lambda (and the local stack's writer) reads."""
+
+    journal_mode: JournalMode = Field(
+        "DELETE",
+        description="Rollback journal mode; chosen by measured syscalls, see docs/architecture.md.",
+    )
+    ledger_retention_days: int = Field(
+        DEFAULT_LEDGER_RETENTION_DAYS,
+        ge=15,
+        le=3650,
+        description="How long command outcomes are kept. Must outlive SQS retention (14 days).",
+    )
+    migrations_dir: Path | None = Field(
+        None, description="Folder of NNNN_name.sql migrations applied on cold start."
+    )
+    commands: str | None = Field(
+        None, description="Named-command registry as 'package.module:attribute'."
+    )
+    allow_raw_statements: bool = Field(
+        True, description="Accept commands carrying raw SQL 'statements'."
+    )

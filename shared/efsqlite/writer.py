@@ -1,0 +1,154 @@
+"""The writer's per-environment state: one connection per database, migrated on first use.
+
+The Lambda handler (``functions/writer/app.py``) is a thin shell around :class:`Writer`; the
+local stack calls that same handler, and tests may call :class:`Writer` directly.
+
+DO keep one :class:`Writer` per execution environment (module scope in the handler).
+DON'T share a database between writers outside the FIFO group: SQS hands a group to one
+invocation at a time, and that is the only mutual exclusion that is cheap on EFS.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from efsqlite.apply import Applier, BatchResult, IncomingRecord
+from efsqlite.commands import CommandRegistry, load_registry
+from efsqlite.connections import database_path, open_writer_connection
+from efsqlite.exceptions import EfsqliteError
+from efsqlite.migrations import Migration, discover, migrate
+from efsqlite.names import check_db_name
+from efsqlite.settings import WriterSettings
+
+#: Ledger pruning runs inside a normal batch transaction at most this often per database.
+PRUNE_INTERVAL_S = 3600.0
+_DAY_MS = 86_400_000
+
+
+@dataclass(slots=True)
+class _OpenDatabase:
+    connection: sqlite3.Connection
+    last_prune: float = 0.0
+
+
+@dataclass(slots=True)
+class EventResult:
+    """What one SQS event produced: per-group results plus records that never reached one."""
+
+    batches: list[BatchResult] = field(default_factory=list)
+    unroutable: list[tuple[str, str]] = field(default_factory=list)  # (message id, reason)
+
+    def failed_message_ids(self) -> list[str]:
+        failed = [message_id for message_id, _ in self.unroutable]
+        for batch in self.batches:
+            failed.extend(batch.failed)
+        return failed
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        """The ``ReportBatchItemFailures`` response Lambda expects."""
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids()]}
+
+
+def record_from_event(raw: Mapping[str, Any]) -> IncomingRecord:
+    """Reduce one Lambda SQS record to an :class:`IncomingRecord`. Raises ``KeyError``."""
+    attributes = raw["attributes"]
+    return IncomingRecord(
+        message_id=str(raw["messageId"]),
+        body=str(raw["body"]),
+        sequence_number=str(attributes["SequenceNumber"]),
+        group_id=str(attributes["MessageGroupId"]),
+        receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+    )
+
+
+class Writer:
+    """Applies SQS FIFO events. One instance per execution environment."""
+
+    def __init__(
+        self, settings: WriterSettings, *, registry: CommandRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.applier = Applier(
+            registry if registry is not None else load_registry(settings.commands),
+            allow_raw_statements=settings.allow_raw_statements,
+        )
+        self._databases: dict[str, _OpenDatabase] = {}
+        self._migrations: dict[str, list[Migration]] = {}
+
+    def database(self, db: str) -> _OpenDatabase:
+        """The open, migrated connection for ``db`` (opened and migrated on first use)."""
+        opened = self._databases.get(db)
+        if opened is None:
+            migrations = self._migrations.get(db)
+            if migrations is None:
+                migrations = discover(self.settings.migrations_dir, db)
+                self._migrations[db] = migrations
+            conn = open_writer_connection(
+                database_path(self.settings.data_dir, db),
+                journal_mode=self.settings.journal_mode,
+                busy_timeout_ms=self.settings.busy_timeout_ms,
+            )
+            try:
+                migrate(conn, migrations)
+            except BaseException:
+                conn.close()
+                raise
+            opened = _OpenDatabase(conn)
+            self._databases[db] = opened
+        return opened
+
+    def apply_records(self, db: str, records: Sequence[IncomingRecord]) -> BatchResult:
+        """Apply one group's records; a database that cannot open fails them all."""
+        try:
+            opened = self.database(db)
+        except (EfsqliteError, sqlite3.Error, OSError) as exc:
+            self.forget(db)
+            return BatchResult(
+                db=db,
+                failed=[r.message_id for r in records],
+                failure_type=type(exc).__name__,
+                failure_message=str(exc),
+            )
+        now = time.time()
+        prune_before_ms = None
+        if now - opened.last_prune >= PRUNE_INTERVAL_S:
+            prune_before_ms = int(now * 1000) - self.settings.ledger_retention_days * _DAY_MS
+        result = self.applier.apply(opened.connection, db, records, prune_before_ms=prune_before_ms)
+        if prune_before_ms is not None and result.failure_type is None:
+            opened.last_prune = now
+        if result.failure_type is not None and not result.settled:
+            # A failed commit may leave the handle in a bad state (I/O error, disk full):
+            # reopen on the next batch rather than trust it.
+            self.forget(db)
+        return result
+
+    def handle_event(self, event: Mapping[str, Any]) -> EventResult:
+        """Apply a Lambda SQS event: records grouped by ``MessageGroupId``, order kept."""
+        outcome = EventResult()
+        groups: dict[str, list[IncomingRecord]] = {}
+        for raw in event.get("Records") or []:
+            message_id = str(raw.get("messageId", "")) if isinstance(raw, Mapping) else ""
+            try:
+                record = record_from_event(raw)
+                check_db_name(record.group_id)
+            except (KeyError, TypeError, ValueError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                outcome.unroutable.append((message_id, reason))
+                continue
+            groups.setdefault(record.group_id, []).append(record)
+        for db, records in groups.items():
+            outcome.batches.append(self.apply_records(db, records))
+        return outcome
+
+    def forget(self, db: str) -> None:
+        opened = self._databases.pop(db, None)
+        if opened is not None:
+            opened.connection.close()
+
+    def close(self) -> None:
+        for db in list(self._databases):
+            self.forget(db)
