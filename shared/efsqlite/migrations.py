@@ -21,6 +21,7 @@ from pathlib import Path
 from efsqlite.exceptions import MigrationError
 from efsqlite.ledger import MIGRATIONS_TABLE, ensure_ledger, schema_version
 
+_TRANSACTION_WORDS = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"}
 _FILE_RE = re.compile(r"^(\d{1,9})_([A-Za-z0-9_.-]+)\.sql$")
 
 
@@ -79,9 +80,9 @@ def split_statements(sql: str) -> list[str]:
 
 
 def _is_transaction_control(statement: str) -> bool:
-    words = re.sub(r"(--[^\n]*\n)|(/\*.*?\*/)", " ", statement, flags=re.S).split()
-    head = words[0].upper() if words else ""
-    return head in {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"}
+    text = re.sub(r"(--[^\n]*(\n|$))|(/\*.*?\*/)", " ", statement, flags=re.S)
+    head = re.match(r"\s*([A-Za-z]+)", text)
+    return head is not None and head.group(1).upper() in _TRANSACTION_WORDS
 
 
 def migrate(conn: sqlite3.Connection, migrations: list[Migration]) -> int:

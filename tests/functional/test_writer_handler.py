@@ -1,0 +1,436 @@
+"""The writer handler end to end: Lambda-shaped SQS FIFO events in, rows and ledger out."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from efsqlite import ledger
+
+from tests.support.events import FakeLambdaContext, redelivered, sqs_event, sqs_record
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+EVENTS = Path(__file__).parent.parent / "events"
+LEDGER = ledger.COMMANDS_TABLE
+
+
+def put(cid: str, k: str, v: str = "x", db: str = "main", **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": cid,
+        "db": db,
+        "statements": [{"sql": "INSERT INTO kv (k, v) VALUES (?, ?)", "params": [k, v]}],
+        **extra,
+    }
+
+
+def rows(data_dir: Path, sql: str, db: str = "main") -> list[tuple[Any, ...]]:
+    with sqlite3.connect(data_dir / f"{db}.sqlite") as conn:
+        return list(conn.execute(sql))
+
+
+def failures(response: dict[str, Any]) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def invoke(app: ModuleType, *records: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = app.lambda_handler(sqs_event(*records), FakeLambdaContext())
+    return response
+
+
+@pytest.fixture
+def app(cold_start_writer: Callable[[], ModuleType]) -> ModuleType:
+    return cold_start_writer()
+
+
+def test_fixture_event_from_the_aws_docs_applies(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN the FIFO event fixture shaped as in the Lambda developer guide
+    event = json.loads(
+        (Path(__file__).parent.parent / "events" / "sqs_fifo_event.json").read_text()
+    )
+    # WHEN the handler runs it
+    response = app.lambda_handler(event, FakeLambdaContext())
+    # THEN the command is applied and nothing is handed back
+    assert response == {"batchItemFailures": []}
+    assert rows(data_dir, "SELECT v FROM kv WHERE k = 'a'") == [("1",)]
+
+
+def test_same_event_twice_applies_each_command_once(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN an event of three commands
+    records = [sqs_record(put(f"c-{i}", f"k{i}")) for i in range(3)]
+    # WHEN Lambda delivers it, then redelivers the same records (visibility timeout expired)
+    first = invoke(app, *records)
+    second = invoke(app, *(redelivered(r) for r in records))
+    # THEN both succeed and each row exists once
+    assert failures(first) == failures(second) == []
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k LIKE 'k%'") == [(3,)]
+    assert rows(data_dir, f"SELECT count(*) FROM {ledger.COMMANDS_TABLE}") == [(3,)]
+
+
+def test_same_id_under_new_message_ids_applies_once(
+    app: ModuleType, data_dir: Path, cold_start_writer: Callable[[], ModuleType]
+) -> None:
+    # GIVEN a command already applied
+    record = sqs_record(put("c-once", "once"))
+    assert failures(invoke(app, record)) == []
+    # WHEN the same id comes back with a new message id and sequence number (a DLQ redrive,
+    # or a producer retry after deduplication expired), to a fresh cold start
+    again = redelivered(record, new_message_id=True)
+    response = invoke(cold_start_writer(), again)
+    # THEN it is acknowledged with no effect
+    assert failures(response) == []
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k = 'once'") == [(1,)]
+
+
+def test_mixed_batch_applies_valid_and_rejects_the_rest_with_reasons(
+    app: ModuleType, data_dir: Path
+) -> None:
+    # GIVEN a batch mixing valid, constraint-violating, schema-invalid, unparseable and
+    # unknown-command records
+    records = [
+        sqs_record(put("ok-1", "a1")),
+        sqs_record(put("dup-key", "a1")),  # PRIMARY KEY violation
+        sqs_record({"v": 1, "id": "bad-schema", "db": "main", "statements": [], "extra": 1}),
+        sqs_record("{not json", message_id="m-unparseable"),
+        sqs_record({"v": 1, "id": "no-such", "db": "main", "command": "nope", "args": {}}),
+        sqs_record({"v": 1, "id": "bad-args", "db": "main", "command": "put", "args": {"k": ""}}),
+        sqs_record(put("ok-2", "a2")),
+    ]
+    # WHEN the handler runs it
+    response = invoke(app, *records)
+    # THEN nothing is handed back: every record settled
+    assert failures(response) == []
+    assert rows(data_dir, "SELECT k FROM kv WHERE k LIKE 'a%' ORDER BY k") == [("a1",), ("a2",)]
+    # AND each rejection is recorded with its type and a reason
+    outcomes = dict(
+        rows(
+            data_dir,
+            f"SELECT id, outcome || ':' || coalesce(error_type, '') FROM {ledger.COMMANDS_TABLE}",
+        )
+    )
+    assert outcomes["ok-1"] == outcomes["ok-2"] == "applied:"
+    assert outcomes["dup-key"] == "rejected:ConstraintViolation"
+    assert outcomes["bad-schema"] == "rejected:InvalidMessage"
+    assert outcomes["message:m-unparseable"] == "rejected:UnparseableBody"
+    assert outcomes["no-such"] == "rejected:UnknownCommand"
+    assert outcomes["bad-args"] == "rejected:InvalidArgs"
+    # AND the unparseable body is kept as a bounded excerpt with its message id
+    excerpt = rows(
+        data_dir,
+        f"SELECT message_id, body_excerpt FROM {LEDGER} WHERE id = 'message:m-unparseable'",
+    )
+    assert excerpt == [("m-unparseable", "{not json")]
+
+
+def test_huge_unparseable_body_is_recorded_as_a_bounded_excerpt(
+    app: ModuleType, data_dir: Path
+) -> None:
+    # GIVEN a 200 kB body that is not JSON
+    record = sqs_record("x" * 200_000)
+    # WHEN it is applied
+    assert failures(invoke(app, record)) == []
+    # THEN its ledger excerpt is bounded
+    [(length,)] = rows(data_dir, f"SELECT length(body_excerpt) FROM {ledger.COMMANDS_TABLE}")
+    assert length < 600
+
+
+def test_failure_mid_batch_keeps_fifo_semantics(
+    app: ModuleType, data_dir: Path, cold_start_writer: Callable[[], ModuleType], tmp_path: Path
+) -> None:
+    # GIVEN a batch whose third command needs a schema version the database lacks
+    records = [
+        sqs_record(put("f-1", "f1")),
+        sqs_record(put("f-2", "f2")),
+        sqs_record(put("f-3", "f3", expect_schema=3)),
+        sqs_record(put("f-4", "f4")),
+    ]
+    # WHEN the handler runs it
+    response = invoke(app, *records)
+    # THEN the failed record and every later one are handed back, earlier ones committed
+    assert failures(response) == [records[2]["messageId"], records[3]["messageId"]]
+    assert rows(data_dir, "SELECT k FROM kv WHERE k LIKE 'f%' ORDER BY k") == [("f1",), ("f2",)]
+    # AND the failure is visible to "has my write committed?" as pending with its reason
+    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+        status = ledger.command_status(conn, "f-3")
+    assert (status.state, status.error_type) == ("pending", "SchemaNotReady")
+
+    # WHEN a migration to version 3 ships (a new cold start) and SQS redelivers
+    migrations = Path(str(app.settings.migrations_dir))
+    (migrations / "0003_more.sql").write_text("CREATE TABLE more (x INTEGER);")
+    again = invoke(cold_start_writer(), *(redelivered(r) for r in records[2:]))
+    # THEN the rest applies, each command exactly once
+    assert failures(again) == []
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k LIKE 'f%'") == [(4,)]
+    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+        assert ledger.command_status(conn, "f-3").state == "applied"
+
+
+@pytest.mark.parametrize("lock", ["exclusive", "shared"])
+def test_locked_database_fails_the_whole_batch_and_applies_on_retry(
+    app: ModuleType, data_dir: Path, lock: str
+) -> None:
+    # GIVEN the database exists, and another connection holds a lock: an exclusive one
+    # (BEGIN IMMEDIATE cannot start) or a long read (COMMIT cannot get its exclusive lock)
+    assert failures(invoke(app, sqs_record(put("l-0", "l0")))) == []
+    holder = sqlite3.connect(data_dir / "main.sqlite", isolation_level=None, timeout=0)
+    if lock == "exclusive":
+        holder.execute("BEGIN EXCLUSIVE")
+    else:
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM kv").fetchall()
+    records = [sqs_record(put("l-1", "l1")), sqs_record(put("l-2", "l2"))]
+    try:
+        # WHEN the writer tries to apply while the lock is held (busy timeout 200 ms)
+        response = invoke(app, *records)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    # THEN every record is handed back and nothing was applied
+    assert failures(response) == [r["messageId"] for r in records]
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k IN ('l1', 'l2')") == [(0,)]
+    # WHEN SQS redelivers after the lock is gone
+    again = invoke(app, *(redelivered(r) for r in records))
+    # THEN both apply once
+    assert failures(again) == []
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k IN ('l1', 'l2')") == [(2,)]
+
+
+def test_handler_bug_is_a_failure_not_a_rejection(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN a batch whose second command hits a bug in its handler
+    records = [
+        sqs_record(put("b-1", "b1")),
+        sqs_record({"v": 1, "id": "b-2", "db": "main", "command": "explode", "args": {}}),
+        sqs_record(put("b-3", "b3")),
+    ]
+    # WHEN the handler runs it
+    response = invoke(app, *records)
+    # THEN the bug fails its record and the later one; the first commits
+    assert failures(response) == [records[1]["messageId"], records[2]["messageId"]]
+    assert rows(data_dir, "SELECT k FROM kv WHERE k LIKE 'b%'") == [("b1",)]
+
+
+def test_records_of_several_groups_go_to_their_own_databases(
+    app: ModuleType, data_dir: Path
+) -> None:
+    # GIVEN one event carrying records of two message groups, one of which fails
+    records = [
+        sqs_record(put("g-a1", "a1", db="alpha"), group="alpha"),
+        sqs_record(put("g-b1", "b1", db="beta", expect_schema=99), group="beta"),
+        sqs_record(put("g-a2", "a2", db="alpha"), group="alpha"),
+        sqs_record(put("g-b2", "b2", db="beta"), group="beta"),
+    ]
+    # WHEN the handler runs it
+    response = invoke(app, *records)
+    # THEN alpha is fully applied, and beta's failure holds back only beta's records
+    assert failures(response) == [records[1]["messageId"], records[3]["messageId"]]
+    assert rows(data_dir, "SELECT k FROM kv WHERE k LIKE 'a%' ORDER BY k", db="alpha") == [
+        ("a1",),
+        ("a2",),
+    ]
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k LIKE 'b%'", db="beta") == [(0,)]
+
+
+def test_message_group_must_match_the_body_db(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN a command for db 'other' sent in group 'main'
+    record = sqs_record(put("wrong-group", "w", db="other"), group="main")
+    # WHEN applied
+    assert failures(invoke(app, record)) == []
+    # THEN it is rejected in the group's database, and no 'other' database appears
+    assert rows(
+        data_dir, f"SELECT error_type FROM {ledger.COMMANDS_TABLE} WHERE id = 'wrong-group'"
+    ) == [("WrongMessageGroup",)]
+    assert not (data_dir / "other.sqlite").exists()
+
+
+def test_record_with_an_invalid_group_is_handed_back_not_dropped(app: ModuleType) -> None:
+    # GIVEN a record whose MessageGroupId is not a valid database name
+    record = sqs_record(put("x", "x"), group="../etc")
+    # WHEN the handler runs it
+    response = invoke(app, record)
+    # THEN it is reported failed (it will reach the DLQ), never silently acknowledged
+    assert failures(response) == [record["messageId"]]
+
+
+def test_packed_message_retried_after_partial_failure_skips_what_applied(
+    app: ModuleType, data_dir: Path, cold_start_writer: Callable[[], ModuleType]
+) -> None:
+    # GIVEN a packed message whose fourth command fails (schema not ready)
+    commands = [put(f"p-{i}", f"p{i}") for i in range(6)]
+    commands[3]["expect_schema"] = 3
+    record = sqs_record({"v": 1, "db": "main", "commands": commands})
+    # WHEN applied
+    assert failures(invoke(app, record)) == [record["messageId"]]
+    # THEN the three before it committed
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k LIKE 'p%'") == [(3,)]
+    # WHEN the migration ships and the message is retried
+    Path(str(app.settings.migrations_dir), "0003_more.sql").write_text("CREATE TABLE t3 (x);")
+    assert failures(invoke(cold_start_writer(), redelivered(record))) == []
+    # THEN every command is applied exactly once
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k LIKE 'p%'") == [(6,)]
+    assert rows(data_dir, f"SELECT count(*) FROM {ledger.COMMANDS_TABLE} WHERE id LIKE 'p-%'") == [
+        (6,)
+    ]
+
+
+def test_packed_commands_keep_their_own_savepoints(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN a packed message with a rejected command between two good ones, and a duplicate id
+    commands = [put("s-1", "s1"), put("s-2", "s1"), put("s-3", "s3"), put("s-1", "again")]
+    record = sqs_record({"v": 1, "db": "main", "commands": commands})
+    # WHEN applied
+    assert failures(invoke(app, record)) == []
+    # THEN the rejection undid only itself, and the repeated id was not applied twice
+    assert rows(data_dir, "SELECT k, v FROM kv WHERE k IN ('s1', 's2', 's3') ORDER BY k") == [
+        ("s1", "x"),
+        ("s3", "x"),
+    ]
+    outcomes = dict(rows(data_dir, f"SELECT id, outcome FROM {ledger.COMMANDS_TABLE}"))
+    assert outcomes == {"s-1": "applied", "s-2": "rejected", "s-3": "applied"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "error_type"),
+    [
+        (f"DELETE FROM {ledger.COMMANDS_TABLE}", "NotAllowed"),
+        (f"UPDATE {ledger.STATE_TABLE} SET value = '9'", "NotAllowed"),
+        ("PRAGMA foreign_keys = OFF", "NotAllowed"),
+        ("PRAGMA journal_mode = WAL", "NotAllowed"),
+        ("CREATE TABLE sneaky (x)", "NotAllowed"),
+        ("DROP TABLE kv", "NotAllowed"),
+        ("ATTACH DATABASE '/tmp/evil.sqlite' AS evil", "NotAllowed"),
+        ("COMMIT", "NotAllowed"),
+        ("SAVEPOINT mine", "NotAllowed"),
+        # the function is not even registered: refused before the authorizer sees it
+        ("SELECT load_extension('x')", "SQLError"),
+        ("INSERT INTO kv VALUES ('m', 'n'); DELETE FROM kv", "InvalidStatement"),
+        ("INSERT INTO nope VALUES (1)", "SQLError"),
+        ("INSERT INTO kv (k, v) VALUES (?, ?)", "InvalidStatement"),
+    ],
+)
+def test_commands_cannot_touch_the_ledger_or_the_connection(
+    app: ModuleType, data_dir: Path, sql: str, error_type: str
+) -> None:
+    # GIVEN a raw statement that would tamper with the ledger, the schema or the transaction
+    body = {"v": 1, "id": "evil", "db": "main", "statements": [{"sql": sql}]}
+    good = sqs_record(put("good", "good"))
+    # WHEN it is applied after a good command
+    assert failures(invoke(app, good, sqs_record(body))) == []
+    # THEN it is rejected, the good command stands and the ledger is intact
+    assert rows(
+        data_dir, f"SELECT outcome, error_type FROM {ledger.COMMANDS_TABLE} WHERE id = 'evil'"
+    ) == [("rejected", error_type)]
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k = 'good'") == [(1,)]
+    assert rows(data_dir, "PRAGMA journal_mode") == [("delete",)]
+    assert not Path("/tmp/evil.sqlite").exists()
+
+
+def test_conflict_clause_that_rolls_back_the_transaction_is_rejected_alone(
+    app: ModuleType, data_dir: Path
+) -> None:
+    # GIVEN a command whose own SQL rolls back the whole transaction on conflict
+    records = [
+        sqs_record(put("r-1", "r1")),
+        sqs_record(
+            {
+                "v": 1,
+                "id": "r-2",
+                "db": "main",
+                "statements": [{"sql": "INSERT OR ROLLBACK INTO kv (k, v) VALUES ('r1', 'y')"}],
+            }
+        ),
+        sqs_record(put("r-3", "r3")),
+    ]
+    # WHEN applied
+    assert failures(invoke(app, *records)) == []
+    # THEN the batch is rerun with that command rejected; the others apply once
+    assert rows(data_dir, "SELECT k, v FROM kv WHERE k LIKE 'r%' ORDER BY k") == [
+        ("r1", "x"),
+        ("r3", "x"),
+    ]
+    assert rows(data_dir, f"SELECT outcome FROM {ledger.COMMANDS_TABLE} WHERE id = 'r-2'") == [
+        ("rejected",)
+    ]
+
+
+def test_position_is_the_highest_settled_sequence_number(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN sequence numbers beyond 64 bits, the last of which fails
+    seqs = ["18849496460467696128", "18849496460467696129", "98849496460467696130"]
+    records = [sqs_record(put(f"q-{i}", f"q{i}"), sequence_number=s) for i, s in enumerate(seqs)]
+    records[2] = sqs_record(put("q-2", "q2", expect_schema=50), sequence_number=seqs[2])
+    # WHEN applied
+    invoke(app, *records)
+    # THEN the position is the highest *settled* one, compared as a big integer
+    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+        assert ledger.decode_position(ledger.read_position(conn)) == seqs[1]
+        # AND an older sequence number never moves it back
+        conn.execute("BEGIN")
+        ledger.advance_position(conn, ledger.encode_position("5"))
+        conn.execute("COMMIT")
+        assert ledger.decode_position(ledger.read_position(conn)) == seqs[1]
+
+
+def test_migrations_apply_once_in_order_across_cold_starts(
+    cold_start_writer: Callable[[], ModuleType], data_dir: Path
+) -> None:
+    # GIVEN three cold starts of the writer, each applying a command
+    for i in range(3):
+        app = cold_start_writer()
+        assert failures(invoke(app, sqs_record(put(f"m-{i}", f"m{i}")))) == []
+    # THEN the migrations ran once each, in order, and the seed row exists once
+    assert rows(data_dir, f"SELECT version, name FROM {ledger.MIGRATIONS_TABLE}") == [
+        (1, "create_kv"),
+        (2, "accounts"),
+    ]
+    assert rows(data_dir, "PRAGMA user_version") == [(2,)]
+    assert rows(data_dir, "SELECT v FROM kv WHERE k = 'seed'") == [("a;b",)]
+
+
+def test_edited_migration_fails_the_batch_instead_of_guessing(
+    cold_start_writer: Callable[[], ModuleType], data_dir: Path
+) -> None:
+    # GIVEN a database migrated to version 2
+    app = cold_start_writer()
+    assert failures(invoke(app, sqs_record(put("e-0", "e0")))) == []
+    # WHEN an applied migration file is edited and the writer cold-starts
+    path = Path(str(app.settings.migrations_dir), "0001_create_kv.sql")
+    path.write_text(path.read_text() + "\nCREATE TABLE surprise (x);")
+    record = sqs_record(put("e-1", "e1"))
+    response = invoke(cold_start_writer(), record)
+    # THEN the record fails (retried, then DLQ) and nothing of the edit ran
+    assert failures(response) == [record["messageId"]]
+    assert rows(data_dir, "SELECT count(*) FROM sqlite_master WHERE name = 'surprise'") == [(0,)]
+
+
+def test_transfer_invariant_holds_with_named_commands(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN two accounts
+    setup = {
+        "v": 1,
+        "id": "setup",
+        "db": "main",
+        "statements": [
+            {"sql": "INSERT INTO accounts VALUES ('a', 100)"},
+            {"sql": "INSERT INTO accounts VALUES ('b', 0)"},
+        ],
+    }
+    assert failures(invoke(app, sqs_record(setup))) == []
+
+    # WHEN transfers run, one of which would overdraw (CHECK constraint) and one names a
+    # missing account (the handler rejects it)
+    def transfer(cid: str, source: str, amount: int) -> dict[str, Any]:
+        args = {"source": source, "target": "b", "amount": amount}
+        return sqs_record({"v": 1, "id": cid, "db": "main", "command": "transfer", "args": args})
+
+    response = invoke(app, transfer("t1", "a", 60), transfer("t2", "a", 60), transfer("t3", "z", 1))
+    # THEN the overdraw and the unknown account are rejected and the total is unchanged
+    assert failures(response) == []
+    assert rows(data_dir, "SELECT sum(balance) FROM accounts") == [(100,)]
+    assert rows(data_dir, "SELECT id, balance FROM accounts ORDER BY id") == [("a", 40), ("b", 60)]
+    outcomes = dict(
+        rows(data_dir, f"SELECT id, coalesce(error_type, outcome) FROM {ledger.COMMANDS_TABLE}")
+    )
+    assert outcomes["t2"] == "ConstraintViolation"
+    assert outcomes["t3"] == "NoSuchAccount"

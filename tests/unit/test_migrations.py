@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from efsqlite.connections import open_writer_connection
+from efsqlite.exceptions import MigrationError
+from efsqlite.migrations import discover, migrate, split_statements
+
+
+def test_split_keeps_triggers_and_quoted_semicolons_whole() -> None:
+    sql = """
+    CREATE TABLE a (x TEXT);
+    INSERT INTO a VALUES ('1;2');
+    CREATE TRIGGER t AFTER INSERT ON a BEGIN INSERT INTO a VALUES ('x'); SELECT 1; END;
+    """
+    statements = split_statements(sql)
+    assert len(statements) == 3
+    assert statements[2].startswith("CREATE TRIGGER") and statements[2].endswith("END;")
+
+
+def test_incomplete_statement_is_refused() -> None:
+    with pytest.raises(MigrationError, match="incomplete"):
+        split_statements("CREATE TABLE a (x); CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1;")
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (["0001_a.sql", "0003_c.sql"], "1, 2, 3"),
+        (["0001_a.sql", "001_b.sql"], "twice"),
+        (["create.sql"], "NNNN_description.sql"),
+        (["0000_zero.sql"], "start at 1"),
+    ],
+)
+def test_discover_refuses_bad_sets(tmp_path: Path, files: list[str], message: str) -> None:
+    for name in files:
+        (tmp_path / name).write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match=message):
+        discover(tmp_path, "main")
+
+
+def test_per_database_folder_wins(tmp_path: Path) -> None:
+    (tmp_path / "0001_all.sql").write_text("CREATE TABLE a (x);")
+    (tmp_path / "billing").mkdir()
+    (tmp_path / "billing" / "0001_billing.sql").write_text("CREATE TABLE b (x);")
+    assert [m.name for m in discover(tmp_path, "main")] == ["all"]
+    assert [m.name for m in discover(tmp_path, "billing")] == ["billing"]
+
+
+def test_failed_migration_leaves_nothing_behind(tmp_path: Path) -> None:
+    # GIVEN a migration whose second statement fails
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "0001_ok.sql").write_text("CREATE TABLE a (x);")
+    (tmp_path / "m" / "0002_bad.sql").write_text("CREATE TABLE b (x); INSERT INTO nope VALUES (1);")
+    conn = open_writer_connection(tmp_path / "db.sqlite")
+    # WHEN migrating
+    with pytest.raises(MigrationError, match=r"2_bad failed"):
+        migrate(conn, discover(tmp_path / "m", "db"))
+    # THEN version 1 is applied and recorded, and nothing of version 2 exists
+    assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "a" in names and "b" not in names
+    assert not conn.in_transaction
+
+
+def test_transaction_control_in_a_migration_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_tx.sql").write_text("BEGIN; CREATE TABLE a (x); COMMIT;")
+    conn = open_writer_connection(tmp_path / "db.sqlite")
+    with pytest.raises(MigrationError, match="transaction control"):
+        migrate(conn, discover(tmp_path, "db"))
+
+
+def test_database_ahead_of_the_code_is_refused(tmp_path: Path) -> None:
+    # GIVEN a database migrated to version 2 by newer code
+    (tmp_path / "0001_a.sql").write_text("CREATE TABLE a (x);")
+    (tmp_path / "0002_b.sql").write_text("CREATE TABLE b (x);")
+    conn = open_writer_connection(tmp_path / "db.sqlite")
+    migrate(conn, discover(tmp_path, "db"))
+    # WHEN older code that knows only version 1 starts
+    (tmp_path / "0002_b.sql").unlink()
+    # THEN it refuses rather than writing with the wrong schema in mind
+    with pytest.raises(MigrationError, match="does not know"):
+        migrate(conn, discover(tmp_path, "db"))
+
+
+def test_writer_connection_pragmas(tmp_path: Path) -> None:
+    conn = open_writer_connection(tmp_path / "sub" / "db.sqlite", busy_timeout_ms=1234)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (1234,)
+    assert isinstance(conn, sqlite3.Connection)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from efsqlite.connections import database_path
+from efsqlite.exceptions import EfsqliteError, InvalidDatabaseNameError, InvalidSettingError
+from efsqlite.settings import DEFAULT_DATA_DIR, WriterSettings
+
+
+def test_defaults_match_the_lambda_mount() -> None:
+    settings = WriterSettings.from_env({})
+    assert settings.data_dir == DEFAULT_DATA_DIR
+    assert settings.journal_mode == "DELETE"
+    assert settings.ledger_retention_days > 14
+
+
+def test_values_come_from_efsqlite_variables() -> None:
+    settings = WriterSettings.from_env(
+        {"EFSQLITE_DATA_DIR": "/mnt/x", "EFSQLITE_BUSY_TIMEOUT_MS": "250", "OTHER": "1"}
+    )
+    assert (settings.data_dir, settings.busy_timeout_ms) == (Path("/mnt/x"), 250)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("EFSQLITE_BUSY_TIMEOUT_MS", "soon"),
+        ("EFSQLITE_JOURNAL_MODE", "WAL"),
+        ("EFSQLITE_LEDGER_RETENTION_DAYS", "7"),
+        ("EFSQLITE_ALLOW_RAW_STATEMENTS", "maybe"),
+    ],
+)
+def test_bad_setting_names_the_variable(var: str, value: str) -> None:
+    with pytest.raises(InvalidSettingError, match=var) as caught:
+        WriterSettings.from_env({var: value})
+    assert isinstance(caught.value, EfsqliteError)
+
+
+@pytest.mark.parametrize("name", ["Main", "", "a" * 65, "../x", "a/b", "a.b", "é"])
+def test_bad_database_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidDatabaseNameError):
+        database_path(Path("/data"), name)
+
+
+def test_good_database_name_maps_to_a_file() -> None:
+    assert database_path(Path("/data"), "orders_2-eu") == Path("/data/orders_2-eu.sqlite")
