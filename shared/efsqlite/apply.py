@@ -282,8 +282,11 @@ class Applier:
                         result.settled.append(record.message_id)
                         continue
                     try:
-                        for command in item:
-                            self._apply_command(conn, command, record, position, state)
+                        if len(item) == 1 or not self._apply_packed_fast(
+                            conn, item, record, position, state
+                        ):
+                            for command in item:
+                                self._apply_command(conn, command, record, position, state)
                     except _Failed as exc:
                         if exc.batch_fatal:
                             raise
@@ -375,6 +378,60 @@ class Applier:
         state.result.outcomes.append(
             CommandOutcome(bad.id, "rejected", bad.error_type, bad.message)
         )
+
+    def _apply_packed_fast(
+        self,
+        conn: sqlite3.Connection,
+        commands: list[AnyCommand],
+        record: IncomingRecord,
+        position: str,
+        state: _BatchState,
+    ) -> bool:
+        """Run a packed message's commands under one savepoint; False means "redo one by one".
+
+        Two statements per command (SAVEPOINT/RELEASE) cost as much as the command itself, and
+        rejections are rare. So the commands run together; if any of them is rejected or
+        fails, the whole message is rolled back to its savepoint and the caller replays it
+        with a savepoint per command, which gives each command its own outcome. Either way
+        every command is applied atomically or not at all.
+        """
+        entries_mark, outcomes_mark = len(state.entries), len(state.result.outcomes)
+        added: list[str] = []
+        current = commands[0]
+        conn.execute(f"SAVEPOINT {self._savepoint}")
+        try:
+            for command in commands:
+                current = command
+                if command.id in state.known:
+                    state.result.outcomes.append(CommandOutcome(command.id, "duplicate"))
+                    continue
+                if command.id in state.forced or self._precheck(command, state.schema_version):
+                    raise _Redo
+                if isinstance(command, StatementsCommand):
+                    for statement in command.statements:
+                        conn.execute(statement.sql, statement.params).fetchall()
+                else:
+                    self._run_named(conn, state.db, command, state.schema_version)
+                state.known[command.id] = "applied"
+                added.append(command.id)
+                state.entries.append(
+                    LedgerEntry(command.id, "applied", position, record.message_id)
+                )
+                state.result.outcomes.append(CommandOutcome(command.id, "applied"))
+        except Exception as exc:
+            if not conn.in_transaction:
+                # The command's own SQL ended the transaction: restart the batch with it
+                # rejected (or, for I/O-class errors, fail the batch).
+                raise _fast_path_lost(current.id, exc) from exc
+            conn.execute(f"ROLLBACK TO {self._savepoint}")
+            conn.execute(f"RELEASE {self._savepoint}")
+            for command_id in added:
+                del state.known[command_id]
+            del state.entries[entries_mark:]
+            del state.result.outcomes[outcomes_mark:]
+            return False
+        conn.execute(f"RELEASE {self._savepoint}")
+        return True
 
     def _apply_command(
         self,
@@ -485,6 +542,20 @@ class Applier:
         conn.execute(f"ROLLBACK TO {self._savepoint}")
         conn.execute(f"RELEASE {self._savepoint}")
         return rejection
+
+
+class _Redo(Exception):
+    """Leave the packed fast path and replay the message one command at a time."""
+
+
+def _fast_path_lost(culprit: str, exc: Exception) -> _TransactionLost | _Failed:
+    """Classify an error that ended the transaction while on the packed fast path."""
+    if isinstance(exc, sqlite3.Error):
+        error_type, transient = classify_sqlite_error(exc)
+        if not transient:
+            return _TransactionLost(culprit, error_type, str(exc))
+        return _Failed(error_type, str(exc), batch_fatal=True)
+    return _Failed("HandlerError", repr(exc), batch_fatal=True)
 
 
 class _Rejected(Exception):

@@ -41,11 +41,18 @@ class _StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# Left-to-right unions validate about twice as fast as "smart" ones, and with strict types
+# the first match is the only match (JSON true is not an int, 1 is not a str).
+_Param = Annotated[SqlValue, Field(union_mode="left_to_right")]
+
+
 class Statement(_StrictModel):
     """One parameterized SQL statement: ``?`` placeholders take a list, ``:name`` an object."""
 
     sql: SqlText
-    params: list[SqlValue] | dict[str, SqlValue] = Field(default_factory=list)
+    params: Annotated[list[_Param] | dict[str, _Param], Field(union_mode="left_to_right")] = Field(
+        default_factory=list
+    )
 
 
 class _CommandBase(_StrictModel):
@@ -91,14 +98,10 @@ def _command_kind(value: Any) -> str | None:
     return None
 
 
-Command = Annotated[
-    Annotated[StatementsCommand, Tag("statements")] | Annotated[NamedCommand, Tag("command")],
-    Discriminator(
-        _command_kind,
-        custom_error_type="command_kind",
-        custom_error_message="a command needs either 'statements' or 'command'",
-    ),
-]
+# Inside a packed message a plain left-to-right union is used: a callable discriminator costs
+# a Python call per command on the writer's hottest path. ``extra="forbid"`` makes the two
+# shapes exclusive.
+Command = Annotated[StatementsCommand | NamedCommand, Field(union_mode="left_to_right")]
 
 
 class PackedMessage(_StrictModel):

@@ -434,3 +434,59 @@ def test_transfer_invariant_holds_with_named_commands(app: ModuleType, data_dir:
     )
     assert outcomes["t2"] == "ConstraintViolation"
     assert outcomes["t3"] == "NoSuchAccount"
+
+
+def test_packed_message_with_a_rejection_replays_one_by_one(
+    app: ModuleType, data_dir: Path
+) -> None:
+    # GIVEN a packed message whose commands run together until one is rejected, with a
+    # multi-statement command before it that must stay whole
+    two_rows = {
+        "v": 1,
+        "id": "w-1",
+        "db": "main",
+        "statements": [
+            {"sql": "INSERT INTO kv (k, v) VALUES ('w1a', 'x')"},
+            {"sql": "INSERT INTO kv (k, v) VALUES ('w1b', 'x')"},
+        ],
+    }
+    half_bad = {
+        "v": 1,
+        "id": "w-2",
+        "db": "main",
+        "statements": [
+            {"sql": "INSERT INTO kv (k, v) VALUES ('w2a', 'x')"},
+            {"sql": "INSERT INTO kv (k, v) VALUES ('w1a', 'dup')"},
+        ],
+    }
+    commands = [two_rows, half_bad, put("w-3", "w3")]
+    # WHEN applied
+    assert failures(invoke(app, sqs_record({"v": 1, "db": "main", "commands": commands}))) == []
+    # THEN the rejected command left nothing behind, and its neighbours are whole
+    assert rows(data_dir, "SELECT k FROM kv WHERE k LIKE 'w%' ORDER BY k") == [
+        ("w1a",),
+        ("w1b",),
+        ("w3",),
+    ]
+    outcomes = dict(rows(data_dir, f"SELECT id, outcome FROM {LEDGER} WHERE id LIKE 'w-%'"))
+    assert outcomes == {"w-1": "applied", "w-2": "rejected", "w-3": "applied"}
+
+
+def test_transaction_ending_sql_inside_a_packed_message(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN a packed message where the middle command's conflict clause ends the transaction
+    rollback = {
+        "v": 1,
+        "id": "x-2",
+        "db": "main",
+        "statements": [{"sql": "INSERT OR ROLLBACK INTO kv (k, v) VALUES ('x1', 'y')"}],
+    }
+    commands = [put("x-1", "x1"), rollback, put("x-3", "x3")]
+    # WHEN applied
+    assert failures(invoke(app, sqs_record({"v": 1, "db": "main", "commands": commands}))) == []
+    # THEN only that command is rejected, and the others apply once
+    assert rows(data_dir, "SELECT k, v FROM kv WHERE k LIKE 'x%' ORDER BY k") == [
+        ("x1", "x"),
+        ("x3", "x"),
+    ]
+    outcomes = dict(rows(data_dir, f"SELECT id, outcome FROM {LEDGER} WHERE id LIKE 'x-%'"))
+    assert outcomes == {"x-1": "applied", "x-2": "rejected", "x-3": "applied"}
