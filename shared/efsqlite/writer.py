@@ -20,6 +20,7 @@ from efsqlite.apply import Applier, BatchResult, IncomingRecord
 from efsqlite.commands import CommandRegistry, load_registry
 from efsqlite.connections import database_path, open_writer_connection
 from efsqlite.exceptions import EfsqliteError
+from efsqlite.ledger import encode_position
 from efsqlite.migrations import Migration, discover, migrate
 from efsqlite.names import check_db_name
 from efsqlite.settings import WriterSettings
@@ -54,13 +55,19 @@ class EventResult:
 
 
 def record_from_event(raw: Mapping[str, Any]) -> IncomingRecord:
-    """Reduce one Lambda SQS record to an :class:`IncomingRecord`. Raises ``KeyError``."""
+    """Reduce one Lambda SQS record to an :class:`IncomingRecord`.
+
+    Raises ``KeyError``/``TypeError``/``ValueError`` for a record that is not a FIFO record
+    (no ``SequenceNumber``: the queue is not FIFO) or whose group is not a database name.
+    """
     attributes = raw["attributes"]
+    sequence_number = str(attributes["SequenceNumber"])
+    encode_position(sequence_number)  # refuse a malformed sequence number up front
     return IncomingRecord(
         message_id=str(raw["messageId"]),
         body=str(raw["body"]),
-        sequence_number=str(attributes["SequenceNumber"]),
-        group_id=str(attributes["MessageGroupId"]),
+        sequence_number=sequence_number,
+        group_id=check_db_name(str(attributes["MessageGroupId"])),
         receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
     )
 
@@ -134,7 +141,6 @@ class Writer:
             message_id = str(raw.get("messageId", "")) if isinstance(raw, Mapping) else ""
             try:
                 record = record_from_event(raw)
-                check_db_name(record.group_id)
             except (KeyError, TypeError, ValueError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 outcome.unroutable.append((message_id, reason))

@@ -490,3 +490,26 @@ def test_transaction_ending_sql_inside_a_packed_message(app: ModuleType, data_di
     ]
     outcomes = dict(rows(data_dir, f"SELECT id, outcome FROM {LEDGER} WHERE id LIKE 'x-%'"))
     assert outcomes == {"x-1": "applied", "x-2": "rejected", "x-3": "applied"}
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda r: r["attributes"].pop("SequenceNumber"),  # a standard queue, not FIFO
+        lambda r: r["attributes"].update(SequenceNumber="12ab"),
+        lambda r: r.pop("body"),
+        lambda r: r.pop("attributes"),
+    ],
+)
+def test_malformed_records_are_handed_back_not_raised(
+    app: ModuleType, data_dir: Path, mangle: Callable[[dict[str, Any]], object]
+) -> None:
+    # GIVEN a good record and a record that is not a well-formed SQS FIFO record
+    good = sqs_record(put("fine", "fine"))
+    bad = sqs_record(put("odd", "odd"))
+    mangle(bad)
+    # WHEN the handler runs them
+    response = invoke(app, good, bad)
+    # THEN the malformed record is reported failed and the good one applied
+    assert failures(response) == [bad["messageId"]]
+    assert rows(data_dir, "SELECT count(*) FROM kv WHERE k = 'fine'") == [(1,)]
