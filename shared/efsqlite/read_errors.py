@@ -1,0 +1,123 @@
+"""Typed errors of the read path, each with its wire type, HTTP status and retry advice.
+
+Callers of the reader get ``{"error": {"type", "message", "retryable"}}``; the type is the
+contract, the message is for humans. Kept in its own lean module so that the query core, the
+snapshot manager and the request layer share them without importing one another.
+
+DO raise one of these for every failure a caller should see; anything else is a bug and the
+handler answers ``internal``.
+DON'T put caller-controlled text in ``error_type``: it is part of the public contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from efsqlite.exceptions import EfsqliteError
+
+
+class ReadError(EfsqliteError):
+    """Base of the reader's answered errors: ``error_type`` is the public contract."""
+
+    error_type = "internal"
+    retryable = False
+    http_status = 500
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        #: Extra fields merged into the error body (for example the current position).
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The ``{"error": {...}}`` answer for this error."""
+        error: dict[str, Any] = {
+            "type": self.error_type,
+            "message": str(self),
+            "retryable": self.retryable,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+
+class InvalidRequestError(ReadError):
+    """The payload is malformed: wrong type, missing field, bad parameter count."""
+
+    error_type = "invalid_request"
+    http_status = 400
+
+
+class NotAllowedError(ReadError):
+    """The SQL would write, attach, load code or run several statements: refused for good."""
+
+    error_type = "not_allowed"
+    http_status = 403
+
+
+class SqlError(ReadError):
+    """SQLite refused the query (syntax, unknown table or column)."""
+
+    error_type = "sql_error"
+    http_status = 400
+
+
+class QueryTimeoutError(ReadError):
+    """The query ran past its deadline; retrying the same query will time out again."""
+
+    error_type = "timeout"
+    http_status = 408
+
+
+class TooLargeError(ReadError):
+    """A value or the answer exceeds the byte cap (Lambda answers at most 6 MB)."""
+
+    error_type = "too_large"
+    http_status = 413
+
+
+class DatabaseNotFoundError(ReadError):
+    """No database file of that name exists (the reader never creates one)."""
+
+    error_type = "database_not_found"
+    http_status = 404
+
+
+class NotYetAtPositionError(ReadError):
+    """The writer has not settled ``min_position`` within the request's timeout."""
+
+    error_type = "not_yet_at_position"
+    retryable = True
+    http_status = 503
+
+
+class RecoveringError(ReadError):
+    """A hot journal (writer crash mid-commit) blocks read-only opens until the writer runs."""
+
+    error_type = "recovering"
+    retryable = True
+    http_status = 503
+
+
+class BusyError(ReadError):
+    """The database stayed locked past the busy timeout, or an I/O error: try again."""
+
+    error_type = "unavailable"
+    retryable = True
+    http_status = 503
+
+
+class RouteNotFoundError(ReadError):
+    """The Function URL path is not one the reader serves."""
+
+    error_type = "not_found"
+    http_status = 404
+
+
+class MethodNotAllowedError(ReadError):
+    """The Function URL path exists but not with this HTTP method."""
+
+    error_type = "method_not_allowed"
+    http_status = 405
+
+
+class InternalError(ReadError):
+    """A bug: the handler caught something it did not expect."""

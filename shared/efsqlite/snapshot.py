@@ -1,0 +1,284 @@
+"""Private snapshots of EFS databases under ``/tmp``, refreshed with SQLite's backup API.
+
+Each process owns a folder ``<snapshot_dir>/<owner>/`` and holds an exclusive ``flock`` on
+``<snapshot_dir>/<owner>.lock`` for its whole life. A snapshot is built under a temporary
+name, checked (``PRAGMA quick_check`` and the position it claims), closed, renamed to a final
+name no connection has open, and only then opened (``immutable=1``: it never changes again).
+Lambda keeps ``/tmp`` when it restarts an environment after a timeout, so at start-up every
+folder whose owner's lock is free is deleted: a leftover file, half-written or not, is never
+served. Only snapshots this process built and verified are ever opened.
+
+DO copy with the backup API, inside a read transaction on the source, so the copy is one
+consistent state and its position is known exactly.
+DON'T ``open()``, ``cp`` or ``shutil.copy`` the EFS file: a plain copy of a live database is
+torn, and closing any descriptor on it drops this process's SQLite locks.
+DON'T rename or unlink a file a connection has open: swap by opening the new snapshot under
+its final name, then closing the old connection, then deleting the old file.
+DON'T use ``immutable=1`` on the EFS file: only on the private snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import secrets
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from efsqlite import ledger
+from efsqlite.connections import open_readonly_connection
+from efsqlite.query import QueryLimits, ReadConnection, classify, command_status_or_unknown
+from efsqlite.read_errors import BusyError, RecoveringError
+
+_LOCK_SUFFIX = ".lock"
+
+
+class SnapshotStore:
+    """This process's folder of snapshots, and the cleanup of dead processes' folders."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self._counter = itertools.count(1)
+        while True:
+            owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+            lock_path = root / (owner + _LOCK_SUFFIX)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A cleaner may have taken and deleted the lock file between create and lock.
+            if _same_file(fd, lock_path):
+                break
+            os.close(fd)
+        self._lock_fd = fd
+        self.folder = root / owner
+        self.folder.mkdir()
+        self.removed_leftovers = self.remove_leftovers()
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete folders (and stray files) of owners that no longer hold their lock."""
+        removed: list[str] = []
+        for lock_path in self.root.glob("*" + _LOCK_SUFFIX):
+            owner = lock_path.name[: -len(_LOCK_SUFFIX)]
+            if self.root / owner == self.folder:
+                continue
+            try:
+                fd = os.open(lock_path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # a live process's snapshots
+            try:
+                if _same_file(fd, lock_path):
+                    shutil.rmtree(self.root / owner, ignore_errors=True)
+                    lock_path.unlink(missing_ok=True)
+                    removed.append(owner)
+            finally:
+                os.close(fd)
+        for path in self.root.iterdir():
+            # Files outside any owner folder (an older layout, a stray copy): never served.
+            if path.is_file() and not path.name.endswith(_LOCK_SUFFIX):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
+
+    def new_paths(self, db: str) -> tuple[Path, Path]:
+        """A fresh (temporary, final) name pair; names are never reused."""
+        n = next(self._counter)
+        return self.folder / f"{db}-{n}.tmp", self.folder / f"{db}-{n}.sqlite"
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        (self.root / (self.folder.name + _LOCK_SUFFIX)).unlink(missing_ok=True)
+        os.close(self._lock_fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    fst = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
+
+
+class SnapshotError(BusyError):
+    """A fresh copy failed its check (torn, corrupt, or not the state it was taken from)."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One verified, immutable copy and the state it holds."""
+
+    reader: ReadConnection
+    path: Path
+    position: str
+    schema_version: int
+
+
+class DatabaseSnapshot:
+    """The snapshot of one database, with a persistent read-only connection to its source.
+
+    The source connection is opened once: each later staleness check is one shared lock and
+    a read of the (cached) header page, not an open, a lock and a schema parse.
+    """
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        db: str,
+        source_path: Path,
+        *,
+        busy_timeout_ms: int,
+        limits: QueryLimits,
+        max_staleness_s: float,
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.source_path = source_path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.limits = limits
+        self.max_staleness_s = max_staleness_s
+        self.current: Snapshot | None = None
+        self.last_check = -float("inf")
+        self._source: sqlite3.Connection | None = None
+        self.refreshes = 0
+
+    # -- the source -------------------------------------------------------------------------
+    def _source_conn(self) -> sqlite3.Connection:
+        if self._source is None:
+            self._source = open_readonly_connection(
+                self.source_path, busy_timeout_ms=self.busy_timeout_ms
+            )
+        return self._source
+
+    def _drop_source(self) -> None:
+        if self._source is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._source.close()
+            self._source = None
+
+    def source_state(self) -> tuple[str, int]:
+        """(stored position, schema version) of the EFS file now. Raises :class:`ReadError`."""
+        try:
+            return _read_state(self._source_conn())
+        except sqlite3.Error as exc:
+            self._drop_source_unless_recovering(exc)
+            raise classify(exc) from None
+
+    def _drop_source_unless_recovering(self, exc: sqlite3.Error) -> None:
+        if getattr(exc, "sqlite_errorcode", None) != 776:
+            self._drop_source()
+
+    def command_status(self, command_id: str) -> tuple[ledger.CommandStatus, str]:
+        """The command's outcome and the position, read from the source (fresh)."""
+        conn = self._source_conn()
+        try:
+            conn.execute("BEGIN")
+            try:
+                position, _ = _read_state(conn)
+                return command_status_or_unknown(conn, command_id), position
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._drop_source_unless_recovering(exc)
+            raise classify(exc) from None
+
+    # -- freshness --------------------------------------------------------------------------
+    def ensure_fresh(self, min_position: int | None = None) -> bool:
+        """Refresh if the source moved; returns True when serving a stale snapshot.
+
+        The source is checked at most every ``max_staleness_s``, and always when
+        ``min_position`` is ahead of the snapshot. With a hot journal on the source, the last
+        good snapshot is served as stale; without one, :class:`RecoveringError` propagates.
+        """
+        now = time.monotonic()
+        current = self.current
+        if (
+            current is not None
+            and now - self.last_check < self.max_staleness_s
+            and (min_position is None or int(current.position) >= min_position)
+        ):
+            return False
+        try:
+            state = self.source_state()
+            if current is None or state != (current.position, current.schema_version):
+                self.refresh()
+        except RecoveringError:
+            if current is None:
+                raise
+            return True
+        self.last_check = now
+        return False
+
+    def refresh(self) -> Snapshot:
+        """Copy the source into a new verified snapshot and swap it in."""
+        tmp_path, final_path = self.store.new_paths(self.db)
+        source = self._source_conn()
+        target = sqlite3.connect(tmp_path, isolation_level=None)
+        try:
+            target.execute("PRAGMA journal_mode=OFF")
+            target.execute("PRAGMA synchronous=OFF")
+            source.execute("BEGIN")
+            try:
+                # The read transaction pins one state: the copy and its position agree.
+                expected = _read_state(source)
+                source.backup(target)
+            finally:
+                source.execute("COMMIT")
+            (check,) = target.execute("PRAGMA quick_check").fetchone()
+            got = _read_state(target)
+            if check != "ok" or got != expected:
+                raise SnapshotError(
+                    f"snapshot of {self.db!r} failed its check ({check!r}, {got} != {expected})"
+                )
+        except sqlite3.Error as exc:
+            target.close()
+            tmp_path.unlink(missing_ok=True)
+            self._drop_source_unless_recovering(exc)
+            raise classify(exc) from None
+        except BaseException:
+            target.close()
+            tmp_path.unlink(missing_ok=True)
+            raise
+        target.close()
+        os.replace(tmp_path, final_path)  # no connection has either name open
+        try:
+            reader = ReadConnection.open(final_path, immutable=True, limits=self.limits)
+        except sqlite3.Error as exc:
+            final_path.unlink(missing_ok=True)
+            raise classify(exc) from None
+        old, self.current = self.current, Snapshot(reader, final_path, *expected)
+        self.refreshes += 1
+        if old is not None:
+            old.reader.close()
+            old.path.unlink(missing_ok=True)
+        return self.current
+
+    def close(self) -> None:
+        self._drop_source()
+        if self.current is not None:
+            self.current.reader.close()
+            self.current.path.unlink(missing_ok=True)
+            self.current = None
+
+
+def _read_state(conn: sqlite3.Connection) -> tuple[str, int]:
+    try:
+        row = conn.execute(
+            f"SELECT (SELECT value FROM {ledger.STATE_TABLE} WHERE key = 'position'), "
+            "(SELECT user_version FROM pragma_user_version)"
+        ).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return ledger.ZERO_POSITION, ledger.schema_version(conn)
+    position = str(row[0]) if row[0] is not None else ledger.ZERO_POSITION
+    return position, int(row[1])
