@@ -179,6 +179,7 @@ class DriveReport:
     deaths: list[int] = field(default_factory=list)  # return codes of processes that died
     responses: list[dict[str, Any]] = field(default_factory=list)
     failed_ids: list[str] = field(default_factory=list)
+    failure_types: list[str] = field(default_factory=list)
     stderr: str = ""
 
 
@@ -196,6 +197,8 @@ def drive(
     max_starts: int = 20,
     stop_after_first_death: bool = False,
     after_death: Callable[[FifoQueue], None] | None = None,
+    max_events: int | None = None,
+    before_event: Callable[[DriveReport, FifoQueue], None] | None = None,
 ) -> DriveReport:
     """Feed ``queue`` to writer processes until it is empty.
 
@@ -218,6 +221,10 @@ def drive(
         assert proc.stdin is not None and proc.stdout is not None
         alive = proc.stdout.readline().strip() == '{"ready": true}'
         while alive and queue.pending:
+            if max_events is not None and len(report.responses) >= max_events:
+                break
+            if before_event is not None:
+                before_event(report, queue)
             batch = queue.receive()
             try:
                 proc.stdin.write(json.dumps(sqs_event(*batch)) + "\n")
@@ -231,6 +238,7 @@ def drive(
                 break
             response = json.loads(line)
             report.responses.append(response)
+            report.failure_types += response.get("failure_types", [])
             report.failed_ids += queue.settle(response)
         if not alive:
             queue.abandon()
@@ -246,6 +254,8 @@ def drive(
                 after_death(queue)
             if stop_after_first_death:
                 break
+        if max_events is not None and len(report.responses) >= max_events:
+            break
     return report
 
 

@@ -55,6 +55,9 @@ def _eio_point(bank: Bank, syscall: str, k: int, work: Path) -> tuple[str, list[
         kind = "reported" if report.failed_ids else "unreported"
         if not report.failed_ids:
             problems.append(f"EIO on {Path(path).name} was not reported in batchItemFailures")
+        odd = [t for t in report.failure_types if not t.startswith("SQLITE_IOERR")]
+        if odd:
+            problems.append(f"failures typed {odd}, expected SQLITE_IOERR_*")
     else:
         # unixSync() fsyncs the directory once after creating the journal and ignores the
         # result by design: the commit goes on and is correct.

@@ -34,7 +34,10 @@ def main(argv: list[str]) -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        response = writer.handle_event(json.loads(line)).response()
+        result = writer.handle_event(json.loads(line))
+        response: dict[str, object] = dict(result.response())
+        # Not part of Lambda's answer: lets a test see why a batch failed.
+        response["failure_types"] = [b.failure_type for b in result.batches if b.failure_type]
         # One write per answer, so a kill never leaves half an answer behind.
         os.write(1, (json.dumps(response) + "\n").encode())
     writer.close()
