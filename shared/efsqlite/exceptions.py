@@ -46,3 +46,36 @@ class RegistryError(EfsqliteError):
 
 class MessageTooLargeError(EfsqliteError):
     """A command or packed message does not fit in one SQS message."""
+
+
+class LocalStackError(EfsqliteError):
+    """The local stack cannot start or run (port busy, data folder locked, handler missing)."""
+
+
+class ClientConfigError(EfsqliteError):
+    """The client cannot tell where the queue or the reader is (no endpoints file, no URL)."""
+
+
+class InvalidCommandError(EfsqliteError, ValueError):
+    """A command is refused before sending: it is not a valid wire format v1 command."""
+
+
+class SendError(EfsqliteError):
+    """SQS refused some messages for good, or kept failing them after retries."""
+
+
+class ReadRequestError(EfsqliteError):
+    """The reader answered with a typed error (``type``, ``message``, ``retryable``)."""
+
+    def __init__(self, error_type: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.retryable = retryable
+
+
+class ReaderInvokeError(EfsqliteError):
+    """The reader Lambda could not be invoked or failed without a typed answer."""
+
+
+class WaitTimeoutError(EfsqliteError, TimeoutError):
+    """A command did not settle within the time the caller gave it."""

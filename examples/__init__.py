@@ -1,0 +1,1 @@
+"""Example apps served by ``make dev`` (importable from the repository root)."""

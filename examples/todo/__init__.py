@@ -1,0 +1,1 @@
+"""A small todo service: migrations, named commands and named queries for efsqlite."""
