@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 
 ## dev: run the whole stack locally (local SQS, writer poller, reader) until Ctrl-C
 dev: $(STAMP)
-	$(VENV)/bin/efsqlite dev
+	EFSQLITE_MIGRATIONS_DIR=examples/todo/migrations \
+	EFSQLITE_COMMANDS=examples.todo.commands:registry \
+	EFSQLITE_QUERIES=examples.todo.queries:queries \
+	$(VENV)/bin/efsqlite dev $(DEV_ARGS)
 
 ## test: lint, type checks and the whole test suite (what CI runs)
 test: lint typecheck system-tools
