@@ -1,0 +1,139 @@
+"""Snapshot mode: leftovers never served, swaps without renaming open files, staleness rules."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from efsqlite.reader import Reader
+
+from tests.support.reader_db import (
+    TOTAL,
+    make_reader,
+    make_writer,
+    seed_accounts,
+    transfer_statements,
+    write,
+)
+
+SUM = {"db": "main", "sql": "SELECT sum(balance), max(balance) FROM accounts"}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    writer = make_writer(tmp_path)
+    seed_accounts(writer)
+    writer.close()
+    return tmp_path
+
+
+def snapshot_files(reader: Reader) -> list[str]:
+    store = reader._store
+    assert store is not None
+    return sorted(p.name for p in store.folder.iterdir())
+
+
+def plant_leftovers(snapshots: Path) -> list[Path]:
+    """What a timed-out environment leaves in /tmp: torn copies, a wrong copy, strays."""
+    snapshots.mkdir(parents=True)
+    dead = snapshots / "1-deadbeef"
+    dead.mkdir()
+    (snapshots / "1-deadbeef.lock").write_bytes(b"")
+    torn = dead / "main-1.tmp"
+    torn.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    garbage = dead / "main-2.sqlite"
+    garbage.write_bytes(os.urandom(8192))
+    wrong = dead / "main-3.sqlite"
+    with sqlite3.connect(wrong) as conn:  # a valid database holding wrong data
+        conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT, balance INT)")
+        conn.execute("INSERT INTO accounts VALUES (1, 'x', -5)")
+    conn.close()
+    stray = snapshots / "main.sqlite"
+    stray.write_bytes(wrong.read_bytes())
+    return [torn, garbage, wrong, stray, dead]
+
+
+def test_leftover_snapshots_are_never_served_and_are_removed(root: Path) -> None:
+    # GIVEN torn, corrupt and wrong snapshot files left in the snapshot dir by a dead process
+    planted = plant_leftovers(root / "snapshots")
+    reader = make_reader(root)
+    # WHEN the first query comes  THEN the answer comes from a fresh copy of the source
+    answer = reader.handle(SUM)
+    assert answer["rows"] == [[TOTAL, 1000]]
+    assert answer["stale"] is False
+    # AND every leftover is gone, while this process's own snapshot remains
+    assert not any(path.exists() for path in planted)
+    assert snapshot_files(reader) == ["main-1.sqlite"]
+    reader.close()
+
+
+def test_a_live_process_snapshots_are_left_alone(root: Path) -> None:
+    # GIVEN one reader serving from its snapshot (holding its owner lock)
+    first = make_reader(root)
+    assert first.handle(SUM)["rows"] == [[TOTAL, 1000]]
+    # WHEN a second reader starts on the same snapshot dir (and cleans up)
+    second = make_reader(root)
+    assert second.handle(SUM)["rows"] == [[TOTAL, 1000]]
+    # THEN the first one's snapshot is still there and still serves
+    assert snapshot_files(first) == ["main-1.sqlite"]
+    assert first.handle(SUM)["rows"] == [[TOTAL, 1000]]
+    store = first._store
+    assert store is not None
+    lock_fd = os.open(store.root / (store.folder.name + ".lock"), os.O_RDWR)
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(lock_fd)
+    second.close()
+    first.close()
+
+
+def test_refresh_swaps_to_a_new_name_and_deletes_the_old(root: Path) -> None:
+    # GIVEN a reader with a snapshot, then a write
+    reader = make_reader(root)
+    first = reader.handle(SUM)
+    writer = make_writer(root)
+    _, position = write(writer, transfer_statements(1, 2, 7))
+    # WHEN the next query comes (max staleness 0)  THEN it sees the write from a new file
+    second = reader.handle(SUM)
+    assert second["rows"] == [[TOTAL, 1007]]
+    assert second["position"] == position and int(position) > int(first["position"])
+    assert snapshot_files(reader) == ["main-2.sqlite"]
+    # AND with no write in between, no refresh happens
+    reader.handle(SUM)
+    assert snapshot_files(reader) == ["main-2.sqlite"]
+    assert reader._snapshots["main"].refreshes == 2
+    writer.close()
+    reader.close()
+
+
+def test_staleness_window_and_min_position(root: Path) -> None:
+    # GIVEN a reader allowed to be 60 s stale, warmed, and then a write
+    reader = make_reader(root, max_staleness_ms=60_000)
+    before = reader.handle(SUM)
+    writer = make_writer(root)
+    _, position = write(writer, transfer_statements(3, 4, 9))
+    # WHEN asked without min_position  THEN the snapshot is served, not re-checked
+    assert reader.handle(SUM)["position"] == before["position"]
+    # WHEN asked with min_position = the write's position  THEN it refreshes at once
+    fresh = reader.handle(dict(SUM, min_position=position))
+    assert fresh["position"] == position
+    assert fresh["rows"] == [[TOTAL, 1009]]
+    writer.close()
+    reader.close()
+
+
+def test_migration_without_position_change_refreshes(root: Path) -> None:
+    # GIVEN a reader with a snapshot  WHEN the writer applies a new migration on cold start
+    reader = make_reader(root)
+    assert reader.handle(SUM)["schema_version"] == 1
+    (root / "migrations" / "0002_more.sql").write_text("CREATE TABLE more (x INTEGER);")
+    writer = make_writer(root)
+    writer.database("main")
+    # THEN the reader sees the new schema version even though no command moved the position
+    answer = reader.handle({"db": "main", "sql": "SELECT count(*) FROM more"})
+    assert answer["schema_version"] == 2 and answer["rows"] == [[0]]
+    writer.close()
+    reader.close()
