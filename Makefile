@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint format typecheck unit functional e2e faults infra-check bench bench-quick soak schema clean system-tools
+.PHONY: dev test lint format typecheck unit functional e2e faults infra-check bench bench-quick soak schema clean system-tools infra-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
@@ -44,6 +44,10 @@ system-tools:
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && apt-get install -y -qq strace >/dev/null; \
 	  else echo "strace not found and cannot be installed here: fault tests will skip"; fi; }
+
+## infra-tools: cfn-lint, aws-sam-cli and checkov in their own venvs under .tools/ (for tests/infra)
+infra-tools:
+	scripts/install-infra-tools
 
 schema: $(STAMP)
 	$(VENV)/bin/efsqlite schema

@@ -1,0 +1,158 @@
+"""The offline checks a security team runs on the template: cfn-lint, sam validate --lint,
+checkov and sam build. They start together (see tests/infra/tools.py) and each test reads
+its own result."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.cfn import TEMPLATE
+from tests.infra.edits import drop_writer_reserved_concurrency
+from tests.infra.tools import Launch, locate, locate_python313
+
+RELATIVE_TEMPLATE = TEMPLATE.relative_to(TEMPLATE.parents[1])
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launch, Path, Path]]:
+    """Start every available checker at once. Yields the launch, the sam build folder and
+    the copy of the template with the writer's reserved concurrency removed."""
+    launch = Launch()
+    work = tmp_path_factory.mktemp("infra-tools")
+    broken = work / "broken" / "template.yaml"
+    broken.parent.mkdir()
+    broken.write_text(drop_writer_reserved_concurrency(TEMPLATE.read_text()), encoding="utf-8")
+    build_dir = work / "build"
+
+    cfn_lint, why = locate("sam", "cfn-lint")
+    launch.start("cfn-lint", [cfn_lint or "cfn-lint", RELATIVE_TEMPLATE], why)
+    sam, why = locate("sam", "sam")
+    launch.start("sam validate", [sam or "sam", "validate", "--lint", "-t", RELATIVE_TEMPLATE], why)
+    python, why_python = locate_python313()
+    launch.start(
+        "sam build",
+        [
+            sam or "sam",
+            "build",
+            "-t",
+            RELATIVE_TEMPLATE,
+            "--build-dir",
+            build_dir,
+            "--cache-dir",
+            work / "cache",
+        ],
+        why or why_python,
+        python=python,
+    )
+    checkov, why = locate("checkov", "checkov")
+    launch.start(
+        "checkov",
+        [
+            checkov or "checkov",
+            "-f",
+            RELATIVE_TEMPLATE,
+            "-f",
+            broken,
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        why,
+    )
+    try:
+        yield launch, build_dir, broken
+    finally:
+        launch.stop()
+
+
+def checkov_results(launch: Launch) -> dict[str, Any]:
+    run = launch.result("checkov")
+    assert run.returncode in (0, 1), run.output  # 1: some check failed (the broken copy)
+    report = json.loads(run.stdout)
+    assert isinstance(report, dict), run.output
+    assert report["check_type"] == "cloudformation"
+    results: dict[str, Any] = report["results"]
+    return results
+
+
+def in_file(checks: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in checks
+        if Path(c["file_path"]).name == path.name
+        and (Path(c["file_path"]).parent.name == path.parent.name)
+    ]
+
+
+def test_cfn_lint_reports_no_errors_and_no_warnings(tools: tuple[Launch, Path, Path]) -> None:
+    # GIVEN the template
+    launch, _, _ = tools
+    # WHEN cfn-lint checks it (exit 2: errors, 4: warnings, 8: informational)
+    run = launch.result("cfn-lint")
+    # THEN it reports nothing at all
+    assert run.returncode == 0, run.output
+    assert run.stdout.strip() == "", run.output
+
+
+def test_sam_validate_lint_passes(tools: tuple[Launch, Path, Path]) -> None:
+    # GIVEN the template and no AWS credentials
+    launch, _, _ = tools
+    # WHEN sam validates it with its linter
+    run = launch.result("sam validate")
+    # THEN it is a valid SAM template
+    assert run.returncode == 0, run.output
+    assert "is a valid SAM Template" in run.stdout + run.stderr, run.output
+
+
+def test_checkov_has_no_unsuppressed_failures(tools: tuple[Launch, Path, Path]) -> None:
+    # GIVEN the template
+    launch, _, _ = tools
+    # WHEN checkov scans it
+    results = checkov_results(launch)
+    passed = in_file(results["passed_checks"], TEMPLATE)
+    failed = in_file(results["failed_checks"], TEMPLATE)
+    skipped = in_file(results["skipped_checks"], TEMPLATE)
+    # THEN nothing fails, checks really ran, and every skip carries its written reason
+    assert [(c["check_id"], c["resource"]) for c in failed] == []
+    assert len(passed) >= 20
+    assert skipped, "expected the documented skips (CKV_AWS_116, ...)"
+    for check in skipped:
+        assert len(check["check_result"].get("suppress_comment", "").split()) >= 8, check
+
+
+def test_checkov_catches_the_writer_without_reserved_concurrency(
+    tools: tuple[Launch, Path, Path],
+) -> None:
+    # GIVEN a copy of the template whose writer lost ReservedConcurrentExecutions
+    launch, _, broken = tools
+    # WHEN checkov scans it (in the same run as the real template)
+    failed = in_file(checkov_results(launch)["failed_checks"], broken)
+    # THEN the function-level concurrency check fails on the writer
+    assert [(c["check_id"], c["resource"]) for c in failed] == [
+        ("CKV_AWS_115", "AWS::Serverless::Function.WriterFunction")
+    ]
+
+
+def test_sam_build_builds_the_layer_and_functions(tools: tuple[Launch, Path, Path]) -> None:
+    # GIVEN the template, python3.13 on PATH and no container
+    launch, build_dir, _ = tools
+    # WHEN sam builds it into a temporary folder
+    run = launch.result("sam build")
+    # THEN the build succeeds, the layer holds efsqlite with arm64 wheels and no boto3,
+    # and the writer's handler is in place
+    assert run.returncode == 0, run.output
+    assert "Build Succeeded" in run.stdout + run.stderr, run.output
+    layer = build_dir / "SharedLayer" / "python"
+    assert (layer / "efsqlite" / "__init__.py").is_file()
+    assert (layer / "aws_lambda_powertools").is_dir()
+    assert list((layer / "pydantic_core").glob("*aarch64*.so")), "pydantic_core is not arm64"
+    assert not (layer / "boto3").exists()
+    assert (build_dir / "WriterFunction" / "app.py").is_file()
+    assert not (TEMPLATE.parent / ".aws-sam").exists(), "sam build wrote into the repository"
