@@ -22,6 +22,15 @@ from tests.support.reader_db import (
     write,
 )
 
+_last_sequence = 0
+
+
+def later_sequence_number() -> str:
+    """A sequence number above any earlier one, across processes (SQS's only grow)."""
+    global _last_sequence
+    _last_sequence = max(time.time_ns() * 1000, _last_sequence + 1)
+    return str(_last_sequence)
+
 
 def run_writer(root: Path, count: int, seed: int, batch: int = 1) -> None:
     """Apply ``count`` transfers in events of ``batch`` records, as the writer Lambda would."""
@@ -43,7 +52,7 @@ def run_writer(root: Path, count: int, seed: int, batch: int = 1) -> None:
                     for sql, params in transfer_statements(source, target, rng.randint(1, 50))
                 ],
             }
-            records.append(sqs_record(body))
+            records.append(sqs_record(body, sequence_number=later_sequence_number()))
             done += 1
         result = writer.handle_event(sqs_event(*records))
         assert not result.failed_message_ids(), result.batches
@@ -53,17 +62,24 @@ def run_writer(root: Path, count: int, seed: int, batch: int = 1) -> None:
 def touch_writer(root: Path) -> None:
     """One writer run that applies nothing new: opening its connection rolls back a hot journal."""
     writer = make_writer(root)
-    write(writer, [("SELECT 1", [])])
+    write(writer, [("SELECT 1", [])], sequence_number=later_sequence_number())
     writer.close()
 
 
-def reader_loop(root: str, mode: str, max_calls: int, max_seconds: float, out: Any) -> None:
-    """Query the sum invariant until count or time runs out; report every answer's summary."""
+def reader_loop(
+    root: str, mode: str, max_calls: int, max_seconds: float, ready: Any, stop: Any, out: Any
+) -> None:
+    """Query the sum invariant until ``stop`` (or count or time runs out), then once more.
+
+    Sets ``ready`` after its first answer, so the test starts the writer only when every
+    reader is already reading. Puts the summary of every answer on ``out``.
+    """
     reader = make_reader(Path(root), read_mode=mode)
     answers: list[dict[str, Any]] = []
     stop_at = time.monotonic() + max_seconds
     calls = 0
-    while calls < max_calls and time.monotonic() < stop_at:
+    while True:
+        stopping = stop.is_set() or calls >= max_calls or time.monotonic() >= stop_at
         calls += 1
         answer = reader.handle(
             {"db": "main", "sql": "SELECT count(*), sum(balance), min(balance) FROM accounts"}
@@ -74,6 +90,9 @@ def reader_loop(root: str, mode: str, max_calls: int, max_seconds: float, out: A
             count, total, _low = answer["rows"][0]
             position, stale = answer["position"], answer["stale"]
             answers.append({"count": count, "sum": total, "position": position, "stale": stale})
+        ready.set()
+        if stopping:
+            break
     reader.close()
     out.put(answers)
 
