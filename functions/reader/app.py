@@ -1,19 +1,15 @@
 """Reader Lambda: read-only queries and command status, by direct invoke or Function URL.
 
 Thin by design: the rules live in ``efsqlite.reader``. The import path is kept lean for cold
-start: no boto3, no pydantic, no powertools (its Logger alone costs about 70 ms here), so
-logging is stdlib JSON lines.
+start: no boto3, no pydantic, no powertools (its Logger alone costs about 70 ms here); the
+reader logs JSON lines through stdlib ``logging``, imported only when it first logs.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
 from efsqlite.reader import Reader, ReaderSettings
-
-logging.getLogger("efsqlite").setLevel(os.environ.get("EFSQLITE_LOG_LEVEL", "INFO").upper())
 
 settings = ReaderSettings.from_env()
 reader = Reader(settings)

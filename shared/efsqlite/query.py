@@ -21,10 +21,10 @@ DON'T leave a cursor half-read: its statement would keep the shared lock on the 
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 import math
-import secrets
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -152,7 +152,7 @@ def classify(exc: Exception) -> ReadError:
 def _json_value(value: object) -> object:
     """A JSON-safe form of one SQLite value: blobs as ``{"$blob": base64}``, inf as text."""
     if isinstance(value, bytes):
-        return {"$blob": base64.b64encode(value).decode("ascii")}
+        return {"$blob": binascii.b2a_base64(value, newline=False).decode("ascii")}
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
@@ -167,7 +167,7 @@ class ReadConnection:
         self._internal = False
         self._deadline = math.inf
         # Internal statements carry this token, so caller SQL can never hit their cache entry.
-        token = secrets.token_hex(8)
+        token = os.urandom(8).hex()
         self._begin_sql = f"BEGIN /* efsqlite {token} */"
         self._commit_sql = f"COMMIT /* efsqlite {token} */"
         self._position_sql = (

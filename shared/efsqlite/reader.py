@@ -16,10 +16,8 @@ import pydantic (about 250 ms of cold start).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-import logging
 import math
 import os
 import re
@@ -52,7 +50,7 @@ from efsqlite.read_errors import (
 from efsqlite.snapshot import DatabaseSnapshot, SnapshotStore
 from efsqlite.types import ReadMode, SqlParams, SqlValue
 
-logger = logging.getLogger("efsqlite.reader")
+LOGGER_NAME = "efsqlite.reader"
 
 ENV_PREFIX = "EFSQLITE_"
 #: Lambda's synchronous response limit; the byte cap must stay below it.
@@ -314,7 +312,7 @@ class Reader:
                 return self.handle_http(cast(dict[str, Any], event), context)
             return self.invoke(event, context)
         except Exception as exc:  # a bug: answer, log, and keep the environment alive
-            logger.exception(json.dumps({"message": "reader bug", "error": repr(exc)[:500]}))
+            _log("error", {"message": "reader bug", "error": repr(exc)[:500]}, exc_info=True)
             return InternalError("internal error; see the reader's logs").body()
 
     def invoke(
@@ -331,10 +329,8 @@ class Reader:
             return self.query(request, deadline, escaped=escaped)
         except ReadError as exc:
             if exc.retryable or isinstance(exc, InternalError):
-                logger.warning(
-                    json.dumps(
-                        {"message": "read failed", "type": exc.error_type, "error": str(exc)}
-                    )
+                _log(
+                    "warning", {"message": "read failed", "type": exc.error_type, "error": str(exc)}
                 )
             return exc.body()
 
@@ -562,9 +558,10 @@ def _json_body(event: Mapping[str, Any]) -> object:
     if not isinstance(body, str):
         raise InvalidRequestError("the body must be text")
     try:
-        text = (
-            base64.b64decode(body, validate=True).decode() if event.get("isBase64Encoded") else body
-        )
+        if event.get("isBase64Encoded"):
+            text = binascii.a2b_base64(body, strict_mode=True).decode()
+        else:
+            text = body
         return json.loads(text)
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise InvalidRequestError("the body is not valid JSON") from None
@@ -597,6 +594,13 @@ def _error_classes() -> list[type[ReadError]]:
 
 _STATUS_BY_TYPE = {cls.error_type: cls.http_status for cls in _error_classes()}
 _STATUS_BY_TYPE["internal"] = 500
+
+
+def _log(level: str, fields: dict[str, Any], *, exc_info: bool = False) -> None:
+    """One JSON log line. ``logging`` is imported on first use: it is off the cold start."""
+    import logging
+
+    getattr(logging.getLogger(LOGGER_NAME), level)(json.dumps(fields), exc_info=exc_info)
 
 
 def _lambda_deadline(context: object, started: float) -> float:

@@ -23,8 +23,6 @@ import contextlib
 import fcntl
 import itertools
 import os
-import secrets
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -46,7 +44,7 @@ class SnapshotStore:
         self.root = root
         self._counter = itertools.count(1)
         while True:
-            owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+            owner = f"{os.getpid()}-{os.urandom(4).hex()}"
             lock_path = root / (owner + _LOCK_SUFFIX)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -77,7 +75,7 @@ class SnapshotStore:
                 continue  # a live process's snapshots
             try:
                 if _same_file(fd, lock_path):
-                    shutil.rmtree(self.root / owner, ignore_errors=True)
+                    _remove_tree(self.root / owner)
                     lock_path.unlink(missing_ok=True)
                     removed.append(owner)
             finally:
@@ -95,9 +93,15 @@ class SnapshotStore:
         return self.folder / f"{db}-{n}.tmp", self.folder / f"{db}-{n}.sqlite"
 
     def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        _remove_tree(self.folder)
         (self.root / (self.folder.name + _LOCK_SUFFIX)).unlink(missing_ok=True)
         os.close(self._lock_fd)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil  # only on clean-up: keeps it off the cold start
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _same_file(fd: int, path: Path) -> bool:
