@@ -152,6 +152,7 @@ def test_outputs_the_cli_needs(template: Template) -> None:
         "FunctionUrl",
         "ProducerPolicyArn",
         "ReaderInvokePolicyArn",
+        "OperatorPolicyArn",
     ):
         assert name in outputs, name
     assert outputs["FunctionUrl"]["Condition"] == "HasFunctionUrl"
