@@ -200,8 +200,9 @@ class DatabaseSnapshot:
         """Refresh if the source moved; returns True when serving a stale snapshot.
 
         The source is checked at most every ``max_staleness_s``, and always when
-        ``min_position`` is ahead of the snapshot. With a hot journal on the source, the last
-        good snapshot is served as stale; without one, :class:`RecoveringError` propagates.
+        ``min_position`` is ahead of the snapshot. When the source cannot be read (a hot
+        journal, a lock held too long) the last good snapshot is served as stale; without one,
+        the typed error propagates.
         """
         now = time.monotonic()
         current = self.current
@@ -215,7 +216,9 @@ class DatabaseSnapshot:
             state = self.source_state()
             if current is None or state != (current.position, current.schema_version):
                 self.refresh()
-        except RecoveringError:
+        except (RecoveringError, BusyError):
+            # Hot journal, lock held past the busy timeout, or a copy that failed its check:
+            # the last good snapshot is still a consistent state, so serve it marked stale.
             if current is None:
                 raise
             return True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,4 +138,44 @@ def test_migration_without_position_change_refreshes(root: Path) -> None:
     answer = reader.handle({"db": "main", "sql": "SELECT count(*) FROM more"})
     assert answer["schema_version"] == 2 and answer["rows"] == [[0]]
     writer.close()
+    reader.close()
+
+
+_CORRUPT_SCRIPT = """
+import sqlite3, sys
+path = sys.argv[1]
+conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+(root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'accounts'").fetchone()
+(size,) = conn.execute("PRAGMA page_size").fetchone()
+conn.close()
+with open(path, "r+b") as f:
+    f.seek((root - 1) * size)
+    f.write(b"\\x00" * 16)
+"""
+
+
+def test_a_corrupt_copy_is_never_served(root: Path) -> None:
+    # GIVEN a reader serving a good snapshot
+    reader = make_reader(root)
+    good = reader.handle(SUM)
+    assert good["rows"] == [[TOTAL, 1000]]
+    # AND then the source moves on and a table page gets damaged (in another process: this
+    # one holds connections to the file, and a plain open/close here would drop their locks)
+    writer = make_writer(root)
+    write(writer, [("SELECT 1", [])])
+    writer.close()
+    path = root / "data" / "main.sqlite"
+    subprocess.run([sys.executable, "-c", _CORRUPT_SCRIPT, str(path)], check=True)
+    # WHEN the reader refreshes  THEN the copy fails its check and the last good one is
+    # served, marked stale
+    answer = reader.handle(SUM)
+    assert answer["stale"] is True
+    assert answer["rows"] == good["rows"] and answer["position"] == good["position"]
+    assert snapshot_files(reader) == ["main-1.sqlite"]
+    # AND a reader with no good snapshot answers a retryable error and keeps no file
+    cold = make_reader(root)
+    failed = cold.handle(SUM)
+    assert failed["error"]["type"] == "unavailable" and failed["error"]["retryable"] is True
+    assert snapshot_files(cold) == []
+    cold.close()
     reader.close()
