@@ -286,7 +286,33 @@ def _database_status(reader: Any, db: str, local_file: Path | None) -> dict[str,
         return {"error": str(exc)}
 
 
+def _command_status(args: argparse.Namespace) -> int:
+    if not args.db or len(args.db) != 1:
+        raise UsageError("--command needs exactly one --db")
+    status = _read_client(args).command_status(args.command_id, db=args.db[0])
+    answer = {
+        "db": status.db,
+        "id": status.id,
+        "state": status.state,
+        "position": status.position,
+        "error_type": status.error_type,
+        "error_message": status.error_message,
+    }
+    if args.json:
+        _print_json(answer)
+    else:
+        line = f"{status.id} on {status.db}: {status.state}"
+        if status.position:
+            line += f" at position {status.position}"
+        if status.error_type:
+            line += f" ({status.error_type}: {status.error_message})"
+        print(line)
+    return EXIT_REJECTED if status.state == "rejected" else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.command_id:
+        return _command_status(args)
     sqs, endpoints = _sqs(args)
     report: dict[str, Any] = {
         "queue": _queue_counts(sqs, endpoints.queue_url),
@@ -755,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[where], help="queues and databases")
     status.add_argument("--db", action="append", help="database to report (repeatable)")
+    status.add_argument(
+        "--command", dest="command_id", help="report one command's outcome (with one --db)"
+    )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 

@@ -312,6 +312,11 @@ class LocalSqs:
         self.endpoint = f"http://{host}:{port}"
         backend = _backend()
         with _LOCK:
+            # A fresh process has no queues; in a reused process (tests) start from nothing
+            # too, so the journal is the only source of queued messages.
+            for name in (self.queue_name, self.dlq_name):
+                if name in backend.queues:
+                    backend.delete_queue(name)
             dlq = backend.create_queue(self.dlq_name, FifoQueue="true")
             queue = backend.create_queue(
                 self.queue_name,
