@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
 from efsqlite.client import Endpoints, ReadClient, WriteClient, named_command, sql_command
 
 from .conftest import Stack
