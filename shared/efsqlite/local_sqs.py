@@ -6,7 +6,7 @@ see ``pyproject.toml``) so that:
 
 - **Sequence numbers increase.** moto draws 20 random digits per FIFO send; the writer's
   position and every read-your-writes bookmark need them to increase within a group. Here they
-  are ``10**19 + time_ns`` (20 digits, above 64 bits like AWS's), never lower than one already
+  are ``2 * 10**19 + time_ns`` (20 digits, above 2**64 like AWS's), never lower than one already
   issued, also across restarts.
 - **Deduplication lasts five minutes.** moto only compares against messages still queued; here a
   per-queue window of deduplication ids is kept for five minutes (and across restarts). A
@@ -43,7 +43,7 @@ REGION = "us-east-1"
 #: SQS FIFO's deduplication interval.
 DEDUP_WINDOW_S = 300.0
 JOURNAL_NAME = "queue-journal.jsonl"
-_SEQUENCE_BASE = 10**19
+_SEQUENCE_BASE = 2 * 10**19
 _LOCK = threading.RLock()
 
 
