@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-
 from efsqlite.local_poller import Poller
 from efsqlite.local_sqs import LocalSqs, QueueUrls
 
@@ -163,7 +162,7 @@ def test_poller_survives_a_handler_crash_and_leaves_failures_to_the_visibility_t
     local_sqs: Any, tmp_path: Path
 ) -> None:
     # GIVEN a handler that crashes on its first batch, then reports body "fail" as failed
-    sqs_local, urls, client = local_sqs
+    _, urls, client = local_sqs
     handler = tmp_path / "app.py"
     handler.write_text(CRASHING_HANDLER.format(count=str(tmp_path / "calls")))
     events: list[dict[str, Any]] = []
