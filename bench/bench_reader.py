@@ -250,8 +250,9 @@ def syscalls(root: Path, calls: int) -> dict[str, Any]:
         per_call = {
             k: round((full.get(k, 0) - base.get(k, 0)) / calls, 2)
             for k in sorted(set(full) | set(base))
-            if k in FS_CALLS and full.get(k, 0) - base.get(k, 0) > 0
+            if k in FS_CALLS
         }
+        per_call = {k: v for k, v in per_call.items() if v > 0}
         out[name] = {"per_call": per_call, "fs_total_per_call": round(sum(per_call.values()), 2)}
     return out
 
