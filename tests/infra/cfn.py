@@ -402,6 +402,8 @@ def efs_problems(t: Template) -> list[str]:
         return [f"{len(systems)} EFS file systems, expected 1"]
     fs = next(iter(systems))
     p = props(t, fs)
+    if systems[fs].get("DeletionPolicy") != "Retain":
+        problems.append("EFS file system is not retained when the stack is deleted")
     if p.get("Encrypted") is not True:
         problems.append("EFS is not encrypted")
     if p.get("PerformanceMode", "generalPurpose") != "generalPurpose":
