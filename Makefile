@@ -54,3 +54,18 @@ schema: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## bench: the full benchmark suite (bench/results/report.md, *.json, *.png); needs strace
+bench: $(STAMP) system-tools
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/run.py
+
+## bench-quick: the same comparisons with fewer repetitions (about two minutes)
+bench-quick: $(STAMP) system-tools
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/run.py --quick
+
+## soak: the fault suite with a wider matrix (longer runs, more kill points)
+soak: $(STAMP) system-tools
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	EFSQLITE_SOAK=1 $(PY) -m pytest tests/faults -m faults -s $(PYTEST_ARGS)

@@ -1,0 +1,483 @@
+"""Run every benchmark, write ``bench/results/*.json``, ``report.md`` and PNG plots.
+
+    python bench/run.py            # the full run (make bench)
+    python bench/run.py --quick    # about two minutes (make bench-quick)
+
+Every comparison's two sides come from this one run, on this machine, under one latency
+model (``bench/efs_model.py``). Figures are medians of interleaved repetitions. The runner
+also calls ``bench/bench_reader.py`` and ``bench/bench_e2e.py`` when they exist, measures
+each handler's cold-start imports, and folds all of it into the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench_write  # noqa: E402
+import efs_model  # noqa: E402
+
+GOALS_NOTE = "Goals are targets to report against, not assertions."
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- machine ---------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    strace = efs_model.strace_path()
+    strace_version = ""
+    if strace:
+        strace_version = subprocess.run(
+            [strace, "-V"], capture_output=True, text=True
+        ).stdout.splitlines()[0]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "strace": strace_version,
+        "loadavg_at_start": [round(x, 2) for x in load],
+        "data_root": bench_write.data_root() or tempfile.gettempdir(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# -- cold start ------------------------------------------------------------------------------
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s*(\S+)")
+
+
+def cold_start(runs: int) -> dict[str, Any]:
+    """``python -X importtime`` of each handler module: median cumulative import of ``app``."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        env.update(
+            {
+                "PYTHONPATH": str(REPO / "shared"),
+                "EFSQLITE_DATA_DIR": tmp,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "POWERTOOLS_METRICS_NAMESPACE": "efsqlite",
+            }
+        )
+        for handler in sorted((REPO / "functions").glob("*/app.py")):
+            name = handler.parent.name
+            totals: list[float] = []
+            walls: list[float] = []
+            top: dict[str, float] = {}
+            error = None
+            for attempt in range(runs + 1):  # the first run warms the bytecode cache
+                started = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, "-X", "importtime", "-c", "import app"],
+                    cwd=handler.parent,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+                wall = time.perf_counter() - started
+                if done.returncode != 0:
+                    error = done.stderr.strip().splitlines()[-1:] or ["failed"]
+                    break
+                if attempt == 0:
+                    continue
+                modules = {}
+                for line in done.stderr.splitlines():
+                    match = _IMPORT_LINE.match(line)
+                    if match and not match.group(3).startswith(" "):
+                        modules[match.group(3)] = int(match.group(2))
+                totals.append(modules.get("app", 0) / 1000)
+                walls.append(wall * 1000)
+                if attempt == 1:
+                    heavy = sorted(
+                        ((v, k) for k, v in modules.items() if "." not in k and k != "app"),
+                        reverse=True,
+                    )[:6]
+                    top = {k: round(v / 1000, 1) for v, k in heavy}
+            if error is not None:
+                out[name] = {"error": error[0]}
+                continue
+            out[name] = {
+                "import_ms_p50": statistics.median(totals),
+                "process_ms_p50": statistics.median(walls),
+                "runs": len(totals),
+                "heaviest_top_level_imports_ms": top,
+            }
+    return out
+
+
+# -- the other engineers' benchmarks ---------------------------------------------------------
+def run_sibling(script: Path, quick: bool, out_json: Path) -> dict[str, Any]:
+    """Run ``bench_reader.py``/``bench_e2e.py`` and read its JSON (file or stdout)."""
+    if not script.exists():
+        return {"skipped": f"{script.name} is not in this checkout"}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "shared"), str(REPO)]))
+    help_text = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, env=env
+    ).stdout
+    command = [sys.executable, str(script)]
+    if quick and "--quick" in help_text:
+        command.append("--quick")
+    for flag in ("--json", "--out", "--output"):
+        if flag in help_text:
+            command += [flag, str(out_json)]
+            break
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-800:], "command": " ".join(command[1:])}
+    data: Any = None
+    if out_json.exists():
+        try:
+            data = json.loads(out_json.read_text())
+        except ValueError:
+            data = None
+    if data is None:
+        text = done.stdout.strip()
+        start = text.find("{")
+        try:
+            data = json.loads(text[start:]) if start >= 0 else None
+        except ValueError:
+            data = None
+    if data is None:
+        return {"error": "no JSON output", "stdout": done.stdout[-800:]}
+    return {"command": " ".join(["python", *command[1:]]), "seconds": elapsed, "result": data}
+
+
+# -- goals -----------------------------------------------------------------------------------
+def goals(write: Mapping[str, Any], reader: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rates, counts = write["rates"], write["counts"]
+    rate = {k: v["commands_per_s"] for k, v in rates.items()}
+    naive4 = write["naive"]["4"]["commands_per_s"]
+    k1 = write["databases"]["1"]["commands_per_s"]
+    k4 = write["databases"]["4"]["commands_per_s"]
+    eff_rt = counts["efsqlite_b10"]["round_trips_per_commit"]
+    raw_rt = counts["raw_b10"]["round_trips_per_commit"]
+    rows = [
+        ("fdatasync per command at batch 10", "<= 0.5",
+         counts["efsqlite_b10"]["per_command"]["fdatasync"], lambda v: v <= 0.5, "{:.2f}"),
+        ("round trips per commit vs raw sqlite3 (batch 10)", "<= 1.10x",
+         eff_rt / raw_rt, lambda v: v <= 1.10, "{:.2f}x"),
+        ("batch-10 throughput vs raw sqlite3 (model)", ">= 0.9x",
+         rate["efsqlite_b10"] / rate["raw_b10"], lambda v: v >= 0.9, "{:.2f}x"),
+        ("batch-10 throughput vs naive design at N=4 (model)", ">= 10x",
+         rate["efsqlite_b10"] / naive4, lambda v: v >= 10, "{:.1f}x"),
+        ("K=4 databases vs K=1 (model)", ">= 3x", k4 / k1, lambda v: v >= 3, "{:.2f}x"),
+        ("packed commands/s on one database (model)", ">= 10,000",
+         rate["efsqlite_packed"], lambda v: v >= 10_000, "{:,.0f}"),
+        ("packed throughput vs raw sqlite3 packed (model)", ">= 0.5x",
+         rate["efsqlite_packed"] / rate["raw_packed"], lambda v: v >= 0.5, "{:.2f}x"),
+    ]  # fmt: skip
+    out = [
+        {"goal": g, "target": t, "measured": fmt.format(v), "value": v, "met": bool(ok(v))}
+        for g, t, v, ok, fmt in rows
+    ]
+    overhead = _reader_overhead(reader)
+    if overhead is not None:
+        out.append(
+            {
+                "goal": "reader handler overhead p50, snapshot mode",
+                "target": "<= 100 us",
+                "measured": f"{overhead:.0f} us",
+                "value": overhead,
+                "met": overhead <= 100,
+            }
+        )
+    return out
+
+
+def _reader_overhead(reader: Mapping[str, Any]) -> float | None:
+    """Find the snapshot-mode p50 handler overhead (µs) in bench_reader's JSON, if it gives it."""
+    found: list[float] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}".lower())
+        elif (
+            isinstance(node, int | float)
+            and "overhead" in path
+            and "snapshot" in path
+            and ("p50" in path or "median" in path)
+        ):
+            found.append(float(node) * (1000 if path.endswith("_ms") else 1))
+
+    walk(reader.get("result", {}), "")
+    return found[0] if found else None
+
+
+# -- plots -----------------------------------------------------------------------------------
+def plots(write: Mapping[str, Any], folder: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    rate = {k: v["commands_per_s"] for k, v in write["rates"].items()}
+    made = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    batches = [1, 5, 10]
+    ax.plot(batches, [rate[f"raw_b{b}"] for b in batches], "o-", label="raw sqlite3")
+    ax.plot(batches, [rate[f"efsqlite_b{b}"] for b in batches], "s-", label="efsqlite writer")
+    naive = write["naive"]
+    ax.axhline(naive["1"]["commands_per_s"], color="grey", ls="--", label="naive, N=1")
+    ax.set_xlabel("records per invocation (batch size)")
+    ax.set_ylabel("commands/s under the EFS model")
+    ax.set_title("Write throughput by batch size")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "batch_size.png", dpi=110)
+    made.append("batch_size.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ns = [1, 2, 4, 8]
+    ax.plot(ns, [naive[str(n)]["commands_per_s"] for n in ns], "o-", label="naive: N processes")
+    ax.axhline(rate["efsqlite_b10"], color="C1", ls="-", label="efsqlite, batch 10, 1 writer")
+    ax.set_xlabel("concurrent writer processes on one file (N)")
+    ax.set_ylabel("commands/s under the EFS model")
+    ax.set_yscale("log")
+    ax.set_title("Contention: the naive design does not scale")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "naive.png", dpi=110)
+    made.append("naive.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ks = [1, 2, 4]
+    dbs = write["databases"]
+    ax.bar([str(k) for k in ks], [dbs[str(k)]["commands_per_s"] for k in ks], color="C2")
+    ax.set_xlabel("databases written in parallel (K), batch 10")
+    ax.set_ylabel("total commands/s under the EFS model")
+    ax.set_title("Scaling out across databases")
+    fig.tight_layout()
+    fig.savefig(folder / "databases.png", dpi=110)
+    made.append("databases.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    counts = write["counts"]
+    names = ["naive", "raw_b1", "efsqlite_b1", "raw_b10", "efsqlite_b10"]
+    names += ["raw_packed", "efsqlite_packed"]
+    bottom = [0.0] * len(names)
+    for call in efs_model.ROUND_TRIPS:
+        values = [counts[n]["per_command"][call] for n in names]
+        if any(values):
+            ax.bar(names, values, bottom=bottom, label=call)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_ylabel("round-trip syscalls per command")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_title("Filesystem round trips per command")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "syscalls.png", dpi=110)
+    made.append("syscalls.png")
+    plt.close(fig)
+    return made
+
+
+# -- report ----------------------------------------------------------------------------------
+def _f(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def report(results: Mapping[str, Any], images: list[str]) -> str:
+    m, w = results["machine"], results["write"]
+    rate = {k: v["commands_per_s"] for k, v in w["rates"].items()}
+    counts = w["counts"]
+    lines = [
+        "# efsqlite benchmark report",
+        "",
+        f"Command: `{results['command']}` ({results['seconds']:.0f} s). {GOALS_NOTE}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}, "
+        f"SQLite {m['sqlite']}, {m['strace']}; load average at start {m['loadavg_at_start']}; "
+        f"databases on {m['data_root']}.",
+        "",
+        f"EFS latency model (strace delay injection): {efs_model.describe_model()}. "
+        f"Medians of {w['reps']} interleaved runs.",
+        "",
+        "## Goals",
+        "",
+        "| goal | target | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for g in results["goals"]:
+        met = "yes" if g["met"] else "NO"
+        lines.append(f"| {g['goal']} | {g['target']} | {g['measured']} | {met} |")
+    lines += [
+        "",
+        "## Write path under the model",
+        "",
+        "| design | commands/s | fdatasync/cmd | fcntl/cmd | openat/cmd | unlink/cmd | "
+        "round trips/commit | pwrite64/commit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in [
+        ("efsqlite_b1", "efsqlite, batch 1"),
+        ("raw_b1", "raw sqlite3, batch 1"),
+        ("efsqlite_b5", "efsqlite, batch 5"),
+        ("raw_b5", "raw sqlite3, batch 5"),
+        ("efsqlite_b10", "efsqlite, batch 10"),
+        ("raw_b10", "raw sqlite3, batch 10"),
+        ("efsqlite_packed", "efsqlite, packed 10 x 100"),
+        ("raw_packed", "raw sqlite3, same 1,000 statements"),
+    ]:
+        c = counts[key]
+        pc = c["per_command"]
+        lines.append(
+            f"| {label} | {_f(rate[key])} | {pc['fdatasync']:.3f} | {pc['fcntl']:.3f} | "
+            f"{pc['openat']:.3f} | {pc['unlink']:.3f} | {c['round_trips_per_commit']:.1f} | "
+            f"{c['per_commit']['pwrite64']:.1f} |"
+        )
+    nc = counts["naive"]["per_command"]
+    lines += [
+        "",
+        "## The naive design (N processes open, write one command, close)",
+        "",
+        f"Per command at N=1: {nc['fdatasync']:.1f} fdatasync, {nc['fcntl']:.1f} fcntl, "
+        f"{nc['openat']:.1f} openat, {nc['unlink']:.1f} unlink. Busy timeout 5 s (SQLite's "
+        "default in Python), so contention mostly shows up as waiting, not errors.",
+        "",
+        "| N | commands/s | `database is locked` errors | retries | efsqlite batch 10 / naive |",
+        "|---|---|---|---|---|",
+    ]
+    for n in ("1", "2", "4", "8"):
+        row = w["naive"][n]
+        lines.append(
+            f"| {n} | {row['commands_per_s']:.1f} | {row['locked_errors']:.0f} | "
+            f"{row['retries']:.0f} | {rate['efsqlite_b10'] / row['commands_per_s']:.1f}x |"
+        )
+    k1 = w["databases"]["1"]["commands_per_s"]
+    lines += [
+        "",
+        "## Several databases in parallel (efsqlite, batch 10, one writer process each)",
+        "",
+        "| K | total commands/s | vs K=1 |",
+        "|---|---|---|",
+    ]
+    for k in ("1", "2", "4"):
+        v = w["databases"][k]["commands_per_s"]
+        lines.append(f"| {k} | {_f(v)} | {v / k1:.2f}x |")
+    lines += [
+        "",
+        "## Journal modes (batch 10, calls per commit)",
+        "",
+        "| mode | side | fdatasync | fcntl | openat | unlink | ftruncate | pwrite64 | "
+        "round trips | efsqlite commands/s (model) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, row in w["journal_modes"].items():
+        for side in ("efsqlite", "raw"):
+            pc = row[side]["per_commit"]
+            modelled = _f(row["efsqlite_modelled"]["commands_per_s"]) if side == "efsqlite" else ""
+            lines.append(
+                f"| {mode} | {side} | {pc['fdatasync']:.1f} | {pc['fcntl']:.1f} | "
+                f"{pc['openat']:.1f} | {pc['unlink']:.1f} | {pc['ftruncate']:.1f} | "
+                f"{pc['pwrite64']:.1f} | {row[side]['round_trips_per_commit']:.1f} | {modelled} |"
+            )
+    lines += ["", "## Cold start (python -X importtime, median)", ""]
+    lines += ["| handler | import of app (ms) | whole process (ms) | heaviest imports (ms) |"]
+    lines += ["|---|---|---|---|"]
+    for name, row in results["cold_start"].items():
+        if "error" in row:
+            lines.append(f"| {name} | error: {row['error']} | | |")
+        else:
+            heavy = ", ".join(f"{k} {v}" for k, v in row["heaviest_top_level_imports_ms"].items())
+            lines.append(
+                f"| {name} | {row['import_ms_p50']:.0f} | {row['process_ms_p50']:.0f} | {heavy} |"
+            )
+    for key, title in (("reader", "Read path"), ("e2e", "End to end through the local stack")):
+        section = results[key]
+        lines += ["", f"## {title}", ""]
+        if "result" in section:
+            lines += [f"From `{section['command']}`:", "", "```json"]
+            lines += [json.dumps(section["result"], indent=2)[:6000], "```"]
+        else:
+            lines.append(f"Not measured: {section.get('skipped') or section.get('error')}")
+    if images:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{name}]({name})" for name in images]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs, about two minutes")
+    parser.add_argument("--out", default=str(HERE / "results"), help="results folder")
+    parser.add_argument("--skip-siblings", action="store_true", help="no reader/e2e bench")
+    args = parser.parse_args(argv)
+    if efs_model.strace_path() is None:
+        print("strace is required (apt-get install strace)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "command": "python bench/run.py" + (" --quick" if args.quick else ""),
+        "machine": machine(),
+    }
+    log(f"machine: {results['machine']}")
+    with tempfile.TemporaryDirectory(prefix="efsqlite-bench-", dir=bench_write.data_root()) as t:
+        results["write"] = bench_write.run_suite(Path(t), quick=args.quick, log=log)
+    (out / "write.json").write_text(json.dumps(results["write"], indent=2))
+    log("cold start")
+    results["cold_start"] = cold_start(5 if args.quick else 11)
+    (out / "coldstart.json").write_text(json.dumps(results["cold_start"], indent=2))
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("reader", lambda: run_sibling(HERE / "bench_reader.py", args.quick, out / "reader.json")),
+        ("e2e", lambda: run_sibling(HERE / "bench_e2e.py", args.quick, out / "e2e.json")),
+    ]
+    for name, step in steps:
+        if args.skip_siblings:
+            results[name] = {"skipped": "--skip-siblings"}
+            continue
+        log(f"{name} benchmark")
+        results[name] = step()
+    results["goals"] = goals(results["write"], results["reader"])
+    results["seconds"] = time.monotonic() - started
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    images = plots(results["write"], out)
+    (out / "report.md").write_text(report(results, images))
+    log(f"wrote {out / 'report.md'} in {results['seconds']:.0f} s")
+    for goal in results["goals"]:
+        mark = "met " if goal["met"] else "MISS"
+        log(f"{mark} {goal['goal']}: {goal['measured']} (target {goal['target']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
