@@ -44,7 +44,7 @@ from efsqlite.connections import open_readonly_connection  # noqa: E402
 from efsqlite.query import QueryLimits  # noqa: E402
 from efsqlite.reader import Reader, ReaderSettings  # noqa: E402
 from efsqlite.settings import WriterSettings  # noqa: E402
-from efsqlite.snapshot import DatabaseSnapshot, SnapshotStore  # noqa: E402
+from efsqlite.snapshot import DatabaseSnapshot, SnapshotStore, _read_state  # noqa: E402
 from efsqlite.writer import Writer  # noqa: E402
 
 from tests.support.events import sqs_event, sqs_record  # noqa: E402
@@ -186,7 +186,15 @@ def latency(root: Path, path: Path, calls: int, accounts: int) -> dict[str, Any]
 
 # -- 2. syscalls per call ----------------------------------------------------------------------
 def child_calls(root: Path, mode: str, staleness_ms: int, calls: int) -> None:
-    """In a child under strace: warm up, then ``calls`` point queries."""
+    """In a child under strace: warm up, then ``calls`` point queries (or reopen-checks)."""
+    if mode == "reopen":
+        # The alternative to a persistent source connection: open, read the state, close.
+        path = root / "data" / "main.sqlite"
+        for _ in range(calls):
+            conn = open_readonly_connection(path)
+            _read_state(conn)
+            conn.close()
+        return
     settings = ReaderSettings(
         data_dir=root / "data",
         snapshot_dir=root / f"snap-strace-{os.getpid()}",
@@ -244,6 +252,7 @@ def syscalls(root: Path, calls: int) -> dict[str, Any]:
         ("snapshot_check_every_call", "snapshot", 0),
         ("snapshot_default_1s", "snapshot", 1000),
         ("direct", "direct", 0),
+        ("reopen_per_check_instead", "reopen", 0),
     ]:
         base = strace_counts(root, mode, staleness, 0)
         full = strace_counts(root, mode, staleness, calls)
