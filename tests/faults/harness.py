@@ -187,6 +187,11 @@ def child_command(data_dir: Path, migrations: Path, journal_mode: str = "DELETE"
     return [sys.executable, str(CHILD), str(data_dir), str(migrations), journal_mode]
 
 
+def child_env() -> dict[str, str]:
+    """The environment of child processes: the package from this checkout, no bytecode."""
+    return dict(os.environ, PYTHONPATH=str(REPO / "shared"), PYTHONDONTWRITEBYTECODE="1")
+
+
 def drive(
     queue: FifoQueue,
     data_dir: Path,
@@ -206,7 +211,7 @@ def drive(
     process dies, the next one starts plainly on the same messages, as SQS redelivers them.
     """
     report = DriveReport()
-    env = dict(os.environ, PYTHONPATH=str(REPO / "shared"), PYTHONDONTWRITEBYTECODE="1")
+    env = child_env()
     while queue.pending and report.starts < max_starts:
         prefix = list(first_prefix) if report.starts == 0 else []
         report.starts += 1
