@@ -144,6 +144,7 @@ def classify(exc: Exception) -> ReadError:
         sqlite3.SQLITE_NOMEM,
         sqlite3.SQLITE_CORRUPT,
         sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_FULL,
     ):
         return BusyError(f"the database is unavailable right now: {exc}")
     return SqlError(str(exc))

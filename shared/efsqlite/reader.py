@@ -58,6 +58,8 @@ LAMBDA_RESPONSE_LIMIT = 6_000_000
 #: Time kept back from the Lambda's remaining time to build and return the answer.
 ANSWER_MARGIN_MS = 250
 MAX_COMMAND_ID_CHARS = 128
+#: Databases kept open (and snapshotted) per environment; the least recently used goes first.
+MAX_OPEN_DATABASES = 16
 _POSITION_RE = re.compile(r"^[0-9]{1,40}$")
 _REQUEST_KEYS = {"db", "sql", "query", "params", "max_rows", "min_position", "timeout_ms"}
 _STATUS_KEYS = {"db", "command_id"}
@@ -327,6 +329,11 @@ class Reader:
             deadline = started + request.timeout_ms / 1000
             deadline = min(deadline, _lambda_deadline(context, started))
             return self.query(request, deadline, escaped=escaped)
+        except OSError as exc:
+            # The snapshot folder: not writable, full, or gone. Another environment may do.
+            error: ReadError = BusyError(f"the reader's local storage failed: {exc}")
+            _log("warning", {"message": "read failed", "type": error.error_type, "error": str(exc)})
+            return error.body()
         except ReadError as exc:
             if exc.retryable or isinstance(exc, InternalError):
                 _log(
@@ -497,8 +504,9 @@ class Reader:
         return path
 
     def _snapshot(self, db: str) -> DatabaseSnapshot:
-        snap = self._snapshots.get(db)
+        snap = self._snapshots.pop(db, None)
         if snap is None:
+            self._evict()
             path = self._source_path(db)
             if self._store is None:
                 self._store = SnapshotStore(self.settings.snapshot_dir)
@@ -510,12 +518,13 @@ class Reader:
                 limits=self.limits,
                 max_staleness_s=self.settings.max_staleness_ms / 1000,
             )
-            self._snapshots[db] = snap
+        self._snapshots[db] = snap  # (re)inserted last: dict order is recency
         return snap
 
     def _direct_conn(self, db: str) -> ReadConnection:
-        conn = self._direct.get(db)
+        conn = self._direct.pop(db, None)
         if conn is None:
+            self._evict()
             path = self._source_path(db)
             try:
                 conn = ReadConnection.open(
@@ -523,8 +532,18 @@ class Reader:
                 )
             except sqlite3.Error as exc:
                 raise classify(exc) from None
-            self._direct[db] = conn
+        self._direct[db] = conn  # (re)inserted last: dict order is recency
         return conn
+
+    def _evict(self) -> None:
+        """Close the least recently used database when MAX_OPEN_DATABASES are open.
+
+        Bounds file descriptors and, in snapshot mode, the space taken in ``/tmp``.
+        """
+        while len(self._direct) >= MAX_OPEN_DATABASES:
+            self._drop_direct(next(iter(self._direct)))
+        while len(self._snapshots) >= MAX_OPEN_DATABASES:
+            self._snapshots.pop(next(iter(self._snapshots))).close()
 
     def _drop_direct(self, db: str) -> None:
         conn = self._direct.pop(db, None)

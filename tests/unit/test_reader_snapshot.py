@@ -179,3 +179,32 @@ def test_a_corrupt_copy_is_never_served(root: Path) -> None:
     assert snapshot_files(cold) == []
     cold.close()
     reader.close()
+
+
+def test_least_recently_used_databases_are_closed(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN room for two open databases and three databases written by the writer
+    monkeypatch.setattr("efsqlite.reader.MAX_OPEN_DATABASES", 2)
+    writer = make_writer(root)
+    for db in ("second", "third"):
+        seed_accounts(writer, db)
+    writer.close()
+    reader = make_reader(root)
+    # WHEN all three are read, "main" last touched first
+    for db in ("main", "second", "main", "third"):
+        assert reader.handle(dict(SUM, db=db))["rows"] == [[TOTAL, 1000]]
+    # THEN only the two most recently used keep a snapshot in /tmp
+    assert sorted(reader._snapshots) == ["main", "third"]
+    assert [name.split("-")[0] for name in snapshot_files(reader)] == ["main", "third"]
+    reader.close()
+
+
+def test_unusable_snapshot_dir_is_a_retryable_error(root: Path) -> None:
+    # GIVEN a snapshot dir that cannot be created (a file is in the way)
+    (root / "blocked").write_text("not a folder")
+    reader = make_reader(root, snapshot_dir=root / "blocked" / "snapshots")
+    # WHEN asked  THEN "unavailable", retryable, not an internal error
+    answer = reader.handle(SUM)
+    assert answer["error"]["type"] == "unavailable" and answer["error"]["retryable"] is True
+    reader.close()
