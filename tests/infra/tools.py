@@ -22,7 +22,8 @@ import pytest
 
 from tests.infra.cfn import REPO
 
-TOOLS = REPO / ".tools"
+#: Where ``scripts/install-infra-tools`` puts the venvs (same override variable).
+TOOLS = Path(os.environ.get("EFSQLITE_TOOLS_DIR") or REPO / ".tools")
 INSTALL_HINT = "run `make infra-tools` (scripts/install-infra-tools) to install it"
 TIMEOUT_S = 240
 
@@ -43,7 +44,7 @@ def locate(venv: str, name: str) -> tuple[Path | None, str]:
     path = TOOLS / venv / "bin" / name
     if path.is_file() and os.access(path, os.X_OK):
         return path, ""
-    return None, f"{name} not found at {path.relative_to(REPO)}: {INSTALL_HINT}"
+    return None, f"{name} not found at {path}: {INSTALL_HINT}"
 
 
 def locate_python313() -> tuple[Path | None, str]:
