@@ -137,8 +137,18 @@ class Stack:
         answer: dict[str, Any] = json.loads(response["Payload"].read())
         return answer
 
-    def rows(self, sql: str, params: list[Any] | None = None, db: str = "main") -> list[Any]:
-        answer = self.invoke({"db": db, "sql": sql, "params": params or [], "max_rows": 1000})
+    def rows(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        db: str = "main",
+        min_position: str | None = None,
+    ) -> list[Any]:
+        """Rows through the reader. Snapshot mode: pass ``min_position`` to read a write."""
+        payload: dict[str, Any] = {"db": db, "sql": sql, "params": params or [], "max_rows": 1000}
+        if min_position is not None:
+            payload.update(min_position=min_position, timeout_ms=10_000)
+        answer = self.invoke(payload)
         assert "error" not in answer, answer
         rows: list[Any] = answer["rows"]
         return rows

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Stack, free_port, run_cli
+from .conftest import Stack, free_port, run_cli, wait_until
 
 
 def _one_clear_line(result: object, *, code: int, contains: str) -> None:
@@ -98,10 +98,11 @@ def test_import_csv_chunks_resumes_and_never_duplicates(stack: Stack, tmp_path: 
     assert summary["rows"] == 2000 and summary["commands"] == 7 and summary["rejected"] == 0
     assert "100.0%" in first.stderr
     count = "SELECT count(*) FROM todos WHERE id LIKE 'imp-%'"
-    assert stack.rows(count) == [[2000]]
+    progress = Path(summary["progress_file"])
+    last = json.loads(progress.read_text())["last"]["sequence_number"]
+    assert stack.rows(count, min_position=last) == [[2000]]
 
     # WHEN an interrupted run is simulated (progress says half) and the import runs again
-    progress = Path(summary["progress_file"])
     state = json.loads(progress.read_text())
     state.update(rows_sent=900, chunks_sent=3)
     progress.write_text(json.dumps(state))
@@ -119,7 +120,13 @@ def test_import_csv_chunks_resumes_and_never_duplicates(stack: Stack, tmp_path: 
     # THEN it resumes after row 900 and the resent chunks are duplicates, not new rows
     assert again.returncode == 0, again.stderr
     assert "resuming after 900 rows" in again.stderr
-    assert stack.rows(count) == [[2000]]
+    last = json.loads(progress.read_text())["last"]["sequence_number"]
+    assert stack.rows(count, min_position=last) == [[2000]]
+    assert stack.rows(
+        "SELECT outcome, count(*) FROM _efsqlite_commands WHERE id LIKE ? GROUP BY outcome",
+        [f"import-{state['job']}-%"],
+        min_position=last,
+    ) == [["applied", 7]]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl"])
@@ -132,4 +139,8 @@ def test_import_json_lines(stack: Stack, tmp_path: Path, fmt: str) -> None:
     result = stack.cli("import", str(path), "--db", "main", "--table", "todos", "--wait")
     # THEN the rows are there
     assert result.returncode == 0, result.stderr
-    assert stack.rows("SELECT count(*) FROM todos WHERE id LIKE 'jl-%'") == [[5]]
+    wait_until(
+        lambda: stack.rows("SELECT count(*) FROM todos WHERE id LIKE 'jl-%'") == [[5]],
+        timeout=30,
+        what="five rows",
+    )

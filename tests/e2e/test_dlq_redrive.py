@@ -46,9 +46,13 @@ def test_failed_command_goes_to_dlq_and_redrive_applies_it_once(own_stack: Any) 
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["moved"] == 0
     # AND the command is applied exactly once
-    assert reader.wait_for(failing, timeout=60).state == "applied"
-    assert stack.rows("SELECT priority FROM todos WHERE id = 't1'") == [[7]]
-    assert stack.rows("SELECT count(*) FROM _efsqlite_commands WHERE id = 'prio-1'") == [[1]]
+    settled = reader.wait_for(failing, timeout=60)
+    assert settled.state == "applied"
+    at = settled.position
+    assert stack.rows("SELECT priority FROM todos WHERE id = 't1'", min_position=at) == [[7]]
+    assert stack.rows(
+        "SELECT count(*) FROM _efsqlite_commands WHERE id = 'prio-1'", min_position=at
+    ) == [[1]]
     assert stack.queue_depth("dlq_url") == 0
     assert "writer reloaded (migrations changed)" in stack.log()
 

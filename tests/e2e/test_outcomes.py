@@ -121,11 +121,20 @@ def test_named_query_and_function_url(stack: Stack) -> None:
     bookmark = writer.send(named_command("main", "add_todo", {"id": "url-1", "title": "via url"}))
     reader.wait_for(bookmark, timeout=60)
     # WHEN it is read by a named query through Invoke
-    named = reader.named_query("todo_by_id", {"id": "url-1"}, db="main")
+    named = reader.named_query(
+        "todo_by_id", {"id": "url-1"}, db="main", min_position=bookmark.sequence_number
+    )
     assert named.rows[0][:2] == ["url-1", "via url"]
     # AND through the Function URL (payload format 2.0): POST /query and GET /commands/{id}
     base = stack.endpoints["function_url"].rstrip("/")
-    body = json.dumps({"db": "main", "query": "todo_by_id", "params": {"id": "url-1"}}).encode()
+    body = json.dumps(
+        {
+            "db": "main",
+            "query": "todo_by_id",
+            "params": {"id": "url-1"},
+            "min_position": bookmark.sequence_number,
+        }
+    ).encode()
     request = urllib.request.Request(
         f"{base}/query", data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
