@@ -53,14 +53,17 @@ FIELDS = {
 PAYLOADS = JSON | st.fixed_dictionaries({}, optional=FIELDS)
 
 
-@pytest.fixture(scope="module")
-def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reader]:
+@pytest.fixture(scope="module", params=["snapshot", "direct"])
+def reader(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Reader]:
     root = tmp_path_factory.mktemp("property")
     writer = make_writer(root)
     seed_accounts(writer)
     writer.close()
     r = make_reader(
         root,
+        read_mode=request.param,
         max_timeout_ms=100,
         default_timeout_ms=50,
         queries="tests.support.reader_queries:queries",
@@ -84,7 +87,7 @@ def check_answer(answer: Any) -> None:
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(payload=PAYLOADS)
 def test_direct_invoke_never_raises(reader: Reader, payload: Any) -> None:
@@ -93,7 +96,7 @@ def test_direct_invoke_never_raises(reader: Reader, payload: Any) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
