@@ -387,7 +387,9 @@ class Reader:
             assert current is not None
             if request.min_position is None or int(current.position) >= request.min_position:
                 break
-            poll = self._wait(deadline, poll, current.position, request.min_position)
+            poll = self._wait(
+                deadline, poll, current.position, request.min_position, source_unreadable=stale
+            )
         result = current.reader.query(
             request.sql,
             request.params,
@@ -441,10 +443,25 @@ class Reader:
                 raise error from None
             poll = self._wait(deadline, poll, position, request.min_position)
 
-    def _wait(self, deadline: float, poll: float, position: str, wanted: int) -> float:
+    def _wait(
+        self,
+        deadline: float,
+        poll: float,
+        position: str,
+        wanted: int,
+        *,
+        source_unreadable: bool = False,
+    ) -> float:
         """Sleep before the next look at the position, or give up at the deadline."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            if source_unreadable:
+                raise RecoveringError(
+                    f"the database cannot be read right now (a hot journal or a held lock); "
+                    f"the last good copy is at position {ledger.decode_position(position)}, "
+                    f"not yet {wanted}",
+                    position=ledger.decode_position(position),
+                )
             raise NotYetAtPositionError(
                 f"the writer has settled position {ledger.decode_position(position)}, not yet "
                 f"{wanted}; retry later",

@@ -98,6 +98,11 @@ def test_hot_journal_gives_recovering_or_stale_then_recovers(tmp_path: Path) -> 
     assert stale["stale"] is True
     assert stale["rows"] == [[10, TOTAL]] and stale["position"] == before["position"]
     assert snap.handle({"db": "main", "command_id": "t-1-0"})["stale"] is True
+    # AND asking it for a newer position says "recovering", with the position it has
+    ahead = str(int(before["position"]) + 1)
+    waited = snap.handle(dict(SUM, min_position=ahead, timeout_ms=50))
+    assert error_type(waited) == "recovering"
+    assert waited["error"]["position"] == before["position"]
     # AND a snapshot reader without a snapshot yet says "recovering"
     cold = make_reader(tmp_path, read_mode="snapshot")
     assert error_type(cold.handle(SUM)) == "recovering"
