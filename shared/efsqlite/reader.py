@@ -309,13 +309,15 @@ class Reader:
     # -- entry points -----------------------------------------------------------------------
     def handle(self, event: object, context: object = None) -> dict[str, Any]:
         """The Lambda entry: a Function URL event or a direct-invoke payload. Never raises."""
+        is_url = _is_function_url(event)
         try:
-            if _is_function_url(event):
+            if is_url:
                 return self.handle_http(cast(dict[str, Any], event), context)
             return self.invoke(event, context)
         except Exception as exc:  # a bug: answer, log, and keep the environment alive
             _log("error", {"message": "reader bug", "error": repr(exc)[:500]}, exc_info=True)
-            return InternalError("internal error; see the reader's logs").body()
+            body = InternalError("internal error; see the reader's logs").body()
+            return _http_response(body) if is_url else body
 
     def invoke(
         self, payload: object, context: object = None, *, escaped: bool = False
@@ -347,6 +349,11 @@ class Reader:
             http = event["requestContext"]["http"]
             method = str(http.get("method", "")).upper()
             path = str(event.get("rawPath") or http.get("path") or "/")
+        except (KeyError, TypeError, AttributeError):
+            return _http_response(
+                InvalidRequestError("not a Function URL payload format 2.0 event").body()
+            )
+        try:
             if path.rstrip("/") == "/query":
                 if method != "POST":
                     raise MethodNotAllowedError("use POST /query with a JSON body")
@@ -362,8 +369,6 @@ class Reader:
                 raise RouteNotFoundError("the reader serves POST /query and GET /commands/{id}")
         except ReadError as exc:
             answer = exc.body()
-        except (KeyError, TypeError, AttributeError):
-            answer = InvalidRequestError("not a Function URL payload format 2.0 event").body()
         return _http_response(answer)
 
     # -- queries ----------------------------------------------------------------------------
