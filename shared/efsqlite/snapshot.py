@@ -83,8 +83,16 @@ class SnapshotStore:
             finally:
                 os.close(fd)
         for path in self.root.iterdir():
-            # Files outside any owner folder (an older layout, a stray copy): never served.
-            if path.is_file() and not path.name.endswith(_LOCK_SUFFIX):
+            if path.name.endswith(_LOCK_SUFFIX) or path == self.folder:
+                continue
+            if path.is_dir():
+                # An owner makes its folder only after it holds its lock, and only a cleaner
+                # holding that lock deletes the lock file: a folder without one is dead.
+                if not (self.root / (path.name + _LOCK_SUFFIX)).exists():
+                    _remove_tree(path)
+                    removed.append(path.name)
+            else:
+                # Files outside any owner folder (an older layout, a stray copy).
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
         return removed

@@ -55,7 +55,10 @@ def plant_leftovers(snapshots: Path) -> list[Path]:
     conn.close()
     stray = snapshots / "main.sqlite"
     stray.write_bytes(wrong.read_bytes())
-    return [torn, garbage, wrong, stray, dead]
+    orphan = snapshots / "2-cafebabe"  # a folder whose lock file is already gone
+    orphan.mkdir()
+    (orphan / "main-1.sqlite").write_bytes(wrong.read_bytes())
+    return [torn, garbage, wrong, stray, dead, orphan]
 
 
 def test_leftover_snapshots_are_never_served_and_are_removed(root: Path) -> None:
