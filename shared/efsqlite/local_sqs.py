@@ -26,6 +26,7 @@ DON'T run two local stacks in one process: moto's backends are process-wide.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -197,9 +198,18 @@ def _install() -> None:
             original_delete(self, receipt_handle)
             return
         with _LOCK:
+            if receipt_handle in self.deleted_messages:
+                return  # deleting twice is fine, as in SQS
+            # moto rebuilt the whole message list in Python per deleted message. Received
+            # messages sit at the front of a FIFO queue: find it, then remove it in C.
             found = next((m for m in self._messages if m.had_receipt_handle(receipt_handle)), None)
-            original_delete(self, receipt_handle)
-            if found is not None and _PATCHES.journal is not None:
+            if found is None:
+                original_delete(self, receipt_handle)  # raises moto's ReceiptHandleIsInvalid
+                return
+            self.pending_messages.discard(found)
+            self.deleted_messages.update(found.all_receipt_handles)
+            self._messages.remove(found)  # Message has no __eq__: this is by identity
+            if _PATCHES.journal is not None:
                 _PATCHES.journal.append({"op": "del", "q": self.name, "mid": found.id})
 
     def purge_queue(self: Any, queue_name: str) -> None:
@@ -226,6 +236,18 @@ def _install() -> None:
         retention_s = int(queue.message_retention_period)
         return bool(retention_s + message.sent_timestamp / 1000 > time.time())
 
+    # Per request, moto lists its own package folder to route by host, and converts attribute
+    # names from CamelCase again and again. Both are pure: cache them.
+    from moto import backends
+    from moto.core import responses
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    sqs_models: Any = models
+    core_responses: Any = responses
+    to_snake = functools.lru_cache(maxsize=1024)(sqs_models.camelcase_to_underscores)
+    sqs_models.camelcase_to_underscores = to_snake
+    core_responses.camelcase_to_underscores = to_snake
     message_cls.visible = property(visible)
     message_cls.delayed = property(delayed)
     backend_cls.is_message_valid_based_on_retention_period = retained
