@@ -295,6 +295,11 @@ def function_url_event(
             cookies.extend(part.strip() for part in value.split(";") if part.strip())
             continue
         joined[key] = f"{joined[key]},{value}" if key in joined else value
+    # What the Function URL front end adds (plain HTTP on loopback, so proto http).
+    joined.setdefault("x-forwarded-for", source_ip)
+    joined.setdefault("x-forwarded-proto", "http")
+    joined.setdefault("x-forwarded-port", host.rpartition(":")[2] if ":" in host else "80")
+    joined.setdefault("x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}")
     query: dict[str, str] = {}
     for key, value in parse_qsl(split.query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value

@@ -10,10 +10,13 @@ from typing import Any
 
 import boto3
 import pytest
-from efsqlite.local_poller import Poller
+from efsqlite.local_lambda_api import function_url_event
+from efsqlite.local_poller import Poller, lambda_record
 from efsqlite.local_sqs import LocalSqs, QueueUrls
 
-from .conftest import wait_until
+from .conftest import REPO, wait_until
+
+EVENTS = REPO / "tests" / "events"
 
 
 @pytest.fixture
@@ -193,3 +196,55 @@ def test_poller_survives_a_handler_crash_and_leaves_failures_to_the_visibility_t
     )
     assert total == 1
     assert json.loads(json.dumps(events))  # the batch summaries are plain data
+
+
+def _shape(value: Any) -> Any:
+    """Keys all the way down (values' types only), to compare event shapes."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    return type(value).__name__
+
+
+def test_poller_builds_records_shaped_like_lambdas(local_sqs: Any) -> None:
+    # GIVEN a message received from the local queue as the poller receives it
+    _, urls, client = local_sqs
+    _send(client, urls.queue_url, '{"v": 1}', group="main")
+    (message,) = client.receive_message(
+        QueueUrl=urls.queue_url,
+        MaxNumberOfMessages=10,
+        AttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )["Messages"]
+    # WHEN the poller turns it into an event record
+    record = lambda_record(message, urls.queue_arn, "us-east-1")
+    # THEN it has exactly the keys (and value types) of Lambda's own FIFO record
+    fixture = json.loads((EVENTS / "sqs_fifo_event.json").read_text())["Records"][0]
+    assert _shape(record) == _shape(fixture)
+    assert record["attributes"]["MessageGroupId"] == "main"
+
+
+def test_function_url_event_is_shaped_like_payload_format_2() -> None:
+    # GIVEN an HTTP request as the local Function URL receives it
+    event = function_url_event(
+        method="POST",
+        target="/query",
+        body=b'{"db": "main"}',
+        source_ip="127.0.0.1",
+        host="127.0.0.1:4768",
+        headers=[
+            ("Content-Type", "application/json"),
+            ("User-Agent", "curl/8.5.0"),
+            ("Host", "127.0.0.1:4768"),
+        ],
+    )
+    # THEN it has the keys of a real Function URL event (the reader's fixture)
+    fixture = json.loads((EVENTS / "function_url_query.json").read_text())
+    assert set(event) == set(fixture)
+    assert set(event["requestContext"]) == set(fixture["requestContext"])
+    assert set(event["requestContext"]["http"]) == set(fixture["requestContext"]["http"])
+    assert set(fixture["headers"]) - set(event["headers"]) <= {
+        "x-amzn-tls-cipher-suite",
+        "x-amzn-tls-version",
+    }
+    assert event["body"] == '{"db": "main"}' and event["isBase64Encoded"] is False
