@@ -21,7 +21,7 @@ dev: $(STAMP)
 	$(VENV)/bin/efsqlite dev $(DEV_ARGS)
 
 ## test: lint, type checks and the whole test suite (what CI runs)
-test: lint typecheck system-tools
+test: lint typecheck system-tools infra-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
