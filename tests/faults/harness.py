@@ -264,10 +264,16 @@ def drive(
     return report
 
 
-def strace_fault(syscall: str, action: str, when: int, log: Path | None = None) -> list[str]:
-    """``strace`` arguments that inject ``action`` (``signal=KILL``, ``error=EIO``) at call K."""
+def strace_fault(
+    syscall: str, action: str, when: int, log: Path | None = None, *, threads: bool = False
+) -> list[str]:
+    """``strace`` arguments that inject ``action`` (``signal=KILL``, ``error=EIO``) at call K.
+
+    With ``threads`` every thread is traced (``-f``) and K counts per thread.
+    """
     assert STRACE is not None
-    args = [STRACE, "-qq", "-y", "-e", f"trace={syscall}"]
+    args = [STRACE, "-f"] if threads else [STRACE]
+    args += ["-qq", "-y", "-e", f"trace={syscall}"]
     args += ["-e", f"inject={syscall}:{action}:when={when}"]
     args += ["-o", str(log) if log else "/dev/null"]
     return args

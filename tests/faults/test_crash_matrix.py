@@ -27,6 +27,9 @@ from tests.faults.conftest import Bank
 
 pytestmark = pytest.mark.faults
 
+#: Points run in parallel: each is mostly process start-up and waiting on strace.
+WORKERS = 3
+
 
 def _kill_point(bank: Bank, syscall: str, k: int, work: Path) -> tuple[str, list[str]]:
     db = harness.fresh_copy(bank.template, work / f"{syscall}-{k}")
@@ -64,7 +67,7 @@ def test_crash_safety_writer_sigkilled_at_every_call_loses_and_duplicates_nothin
     assert total > 0
     # WHEN the writer is killed on entry to its K-th call, for every K, and restarted
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         results = list(
             pool.map(lambda k: _kill_point(bank, syscall, k, tmp_path), range(1, total + 1))
         )

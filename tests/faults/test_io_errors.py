@@ -25,6 +25,9 @@ from tests.faults.conftest import Bank
 
 pytestmark = pytest.mark.faults
 
+#: Points run in parallel: each is mostly process start-up and waiting on strace.
+WORKERS = 3
+
 
 def _injected_path(log: Path) -> str | None:
     """The file the injected call was made on (``strace -y`` prints ``fd<path>``)."""
@@ -75,7 +78,7 @@ def test_eio_fails_the_batch_and_loses_nothing(bank: Bank, syscall: str, tmp_pat
     points = list(range(1, total + 1))
     # WHEN the K-th call fails with EIO, for each K, and the queue is drained
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         results = list(pool.map(lambda k: _eio_point(bank, syscall, k, tmp_path), points))
     elapsed = time.monotonic() - started
     # THEN the failure was reported, redelivery settled it, and nothing was lost or doubled
