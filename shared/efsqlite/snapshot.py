@@ -6,7 +6,9 @@ name, checked (``PRAGMA quick_check`` and the position it claims), closed, renam
 name no connection has open, and only then opened (``immutable=1``: it never changes again).
 Lambda keeps ``/tmp`` when it restarts an environment after a timeout, so at start-up every
 folder whose owner's lock is free is deleted: a leftover file, half-written or not, is never
-served. Only snapshots this process built and verified are ever opened.
+served. Only snapshots this process built and verified are ever opened. For the same reason
+a copy is written with ``journal_mode=OFF`` and ``synchronous=OFF`` and never fsynced: after
+a crash it is deleted and rebuilt, never trusted, so durability would buy nothing.
 
 DO copy with the backup API, inside a read transaction on the source, so the copy is one
 consistent state and its position is known exactly.
