@@ -23,7 +23,13 @@ EXAMPLE = REPO / "examples" / "todo"
 COMMANDS = "examples.todo.commands:registry"
 QUERIES = "examples.todo.queries:queries"
 
-pytestmark = pytest.mark.e2e
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in this folder ``e2e`` (a conftest's ``pytestmark`` would not)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 def free_port() -> int:
