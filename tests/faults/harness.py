@@ -280,18 +280,25 @@ def strace_fault(
 
 
 def count_calls(
-    template: Path, migrations: Path, records: Sequence[dict[str, Any]], work: Path
+    template: Path,
+    migrations: Path,
+    records: Sequence[dict[str, Any]],
+    work: Path,
+    journal_mode: str = "DELETE",
 ) -> dict[str, int]:
-    """How many fdatasync, pwrite64 and unlink calls one writer process makes for the run."""
+    """How many fdatasync, pwrite64, unlink and ftruncate calls one writer makes for the run."""
     assert STRACE is not None
-    data = work / "count"
+    data = work / f"count-{journal_mode}"
     data.mkdir(parents=True)
     shutil.copy(template, data / template.name)
-    log = work / "count.strace"
-    prefix = [STRACE, "-qq", "-e", "trace=fdatasync,pwrite64,unlink", "-o", str(log)]
-    report = drive(FifoQueue(records), data, migrations, first_prefix=prefix)
+    log = work / f"count-{journal_mode}.strace"
+    names = ("fdatasync", "pwrite64", "unlink", "ftruncate")
+    prefix = [STRACE, "-qq", "-e", "trace=" + ",".join(names), "-o", str(log)]
+    report = drive(
+        FifoQueue(records), data, migrations, first_prefix=prefix, journal_mode=journal_mode
+    )
     assert report.starts == 1 and not report.deaths, report.stderr
-    counts = {"fdatasync": 0, "pwrite64": 0, "unlink": 0}
+    counts = dict.fromkeys(names, 0)
     for line in log.read_text().splitlines():
         name = line.split("(", 1)[0].strip()
         if name in counts:

@@ -31,8 +31,10 @@ pytestmark = pytest.mark.faults
 WORKERS = 3
 
 
-def _kill_point(bank: Bank, syscall: str, k: int, work: Path) -> tuple[str, list[str]]:
-    db = harness.fresh_copy(bank.template, work / f"{syscall}-{k}")
+def _kill_point(
+    bank: Bank, syscall: str, k: int, work: Path, mode: str = "DELETE"
+) -> tuple[str, list[str]]:
+    db = harness.fresh_copy(bank.template, work / f"{mode}-{syscall}-{k}")
     queue = harness.FifoQueue(bank.records)
     views: list[tuple[str, list[str]]] = []
 
@@ -45,6 +47,7 @@ def _kill_point(bank: Bank, syscall: str, k: int, work: Path) -> tuple[str, list
         bank.migrations,
         first_prefix=harness.strace_fault(syscall, "signal=KILL", k),
         after_death=look,
+        journal_mode=mode,
     )
     problems = []
     if report.deaths != [-9]:
@@ -55,7 +58,7 @@ def _kill_point(bank: Bank, syscall: str, k: int, work: Path) -> tuple[str, list
     for _, seen in views:
         problems += seen
     view = views[0][0] if views else "none"
-    return view, [f"{syscall} K={k}: {p}" for p in problems]
+    return view, [f"{mode} {syscall} K={k}: {p}" for p in problems]
 
 
 @pytest.mark.parametrize("syscall", ["fdatasync", "pwrite64", "unlink"])
@@ -87,3 +90,32 @@ def test_crash_matrix_has_at_least_75_kill_points(bank: Bank) -> None:
     points = bank.calls["fdatasync"] + bank.calls["pwrite64"] + bank.calls["unlink"]
     # THEN the three parametrized tests above kill the writer at least 75 times
     assert points >= 75, bank.calls
+
+
+SOAK_MODES = [
+    ("TRUNCATE", "fdatasync"),
+    ("TRUNCATE", "pwrite64"),
+    ("TRUNCATE", "ftruncate"),
+    ("PERSIST", "fdatasync"),
+    ("PERSIST", "pwrite64"),
+]
+
+
+@pytest.mark.skipif(not harness.SOAK, reason="soak only (make soak): other journal modes")
+@pytest.mark.parametrize(("mode", "syscall"), SOAK_MODES)
+def test_crash_matrix_in_other_journal_modes(
+    bank: Bank, mode: str, syscall: str, tmp_path: Path
+) -> None:
+    # GIVEN the same workload in journal mode `mode`, and its count of `syscall` calls
+    calls = harness.count_calls(bank.template, bank.migrations, bank.records, tmp_path, mode)
+    total = calls[syscall]
+    assert total > 0
+    # WHEN the writer is killed at every one of them and restarted (in the same mode)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = list(
+            pool.map(lambda k: _kill_point(bank, syscall, k, tmp_path, mode), range(1, total + 1))
+        )
+    # THEN every point ends intact, exactly once, equal to the fault-free run
+    problems = [p for _, found in results for p in found]
+    print(f"\ncrash matrix {mode} {syscall}: {total} kill points, {len(problems)} problems")
+    assert not problems, "\n".join(problems[:20])
