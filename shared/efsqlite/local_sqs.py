@@ -46,6 +46,8 @@ REGION = "us-east-1"
 #: SQS FIFO's deduplication interval.
 DEDUP_WINDOW_S = 300.0
 JOURNAL_NAME = "queue-journal.jsonl"
+#: The journal is rewritten while running once it reaches this size (and twice its live size).
+COMPACT_MIN_BYTES = 64 * 1024 * 1024
 _SEQUENCE_BASE = 2 * 10**19
 _LOCK = threading.RLock()
 
@@ -67,6 +69,8 @@ class QueueJournal:
         self.queues: dict[str, _QueueState] = {}
         self.high_water = 0
         self._fd: int | None = None
+        self._size = 0
+        self._compact_at = COMPACT_MIN_BYTES
 
     # -- reading ------------------------------------------------------------------------------
     def load(self) -> int:
@@ -112,7 +116,10 @@ class QueueJournal:
 
     # -- writing ------------------------------------------------------------------------------
     def compact_and_open(self) -> None:
-        """Rewrite the journal as its live messages (atomic rename), then open it to append."""
+        """Rewrite the journal as its live messages (atomic rename), then open it to append.
+
+        Runs at start, and while running whenever the file has grown past ``_compact_at``.
+        """
         now = time.time()
         lines: list[dict[str, Any]] = [{"op": "hw", "seq": str(self.high_water)}]
         for name, state in self.queues.items():
@@ -129,7 +136,13 @@ class QueueJournal:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
+        self.close()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._size = self.path.stat().st_size
+        self._compact_at = max(COMPACT_MIN_BYTES, 2 * self._size)
+        for state in self.queues.values():
+            while state.dedup and now - next(iter(state.dedup.values()))[2] >= DEDUP_WINDOW_S:
+                state.dedup.popitem(last=False)
 
     def append(self, entry: dict[str, Any]) -> None:
         """Write one entry. DO call under ``_LOCK``, before the change is acknowledged."""
@@ -137,9 +150,15 @@ class QueueJournal:
             return
         # One unbuffered write(): once it returns the bytes are in the kernel, so a SIGKILL of
         # this process cannot lose them (a power cut can, unless fsync is on).
-        os.write(self._fd, _encode(entry))
+        data = _encode(entry)
+        os.write(self._fd, data)
         if self.fsync:
             os.fsync(self._fd)
+        # Keep the live view current, so the file can be rewritten without reading it back.
+        self._replay(entry)
+        self._size += len(data)
+        if self._size >= self._compact_at:
+            self.compact_and_open()
 
     def close(self) -> None:
         if self._fd is not None:

@@ -248,3 +248,49 @@ def test_function_url_event_is_shaped_like_payload_format_2() -> None:
         "x-amzn-tls-version",
     }
     assert event["body"] == '{"db": "main"}' and event["isBase64Encoded"] is False
+
+
+def test_journal_is_compacted_while_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stack whose journal is rewritten past 20 KB
+    monkeypatch.setattr("efsqlite.local_sqs.COMPACT_MIN_BYTES", 20_000)
+    sqs_local = LocalSqs(tmp_path, visibility_timeout=30)
+    urls = sqs_local.start()
+    client = boto3.client(
+        "sqs",
+        endpoint_url=sqs_local.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    try:
+        # WHEN 100 messages of 1 KB go through (sent, received, deleted), and one stays queued
+        for i in range(100):
+            _send(client, urls.queue_url, "x" * 1000, group=f"g{i}", dedup=f"d{i}")
+            for message in _receive(client, urls.queue_url):
+                client.delete_message(
+                    QueueUrl=urls.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+        kept = _send(client, urls.queue_url, "kept", group="k")
+        # THEN the file stayed small (100 KB went through it)
+        journal = tmp_path / "queue-journal.jsonl"
+        assert journal.stat().st_size < 45_000
+    finally:
+        sqs_local.stop()
+    # AND a restart finds exactly the one queued message
+    restarted = LocalSqs(tmp_path)
+    urls = restarted.start()
+    try:
+        assert restarted.restored == 1
+        client = boto3.client(
+            "sqs",
+            endpoint_url=restarted.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+        )
+        (message,) = _receive(client, urls.queue_url)
+        assert message["MessageId"] == kept["MessageId"]
+    finally:
+        restarted.stop()
