@@ -99,10 +99,33 @@ def _read_client(args: argparse.Namespace) -> Any:
 
 
 def _sqs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """An SQS client and the endpoints, with the DLQ found from the queue's redrive policy
+    when only ``--queue-url`` was given."""
+    import dataclasses
+
     from efsqlite.client import _client
 
     endpoints = _endpoints(args)
-    return _client("sqs", endpoints, _session(args)), endpoints
+    sqs = _client("sqs", endpoints, _session(args))
+    if endpoints.queue_url and not endpoints.dlq_url:
+        dlq_url = _dlq_from_redrive_policy(sqs, endpoints.queue_url)
+        if dlq_url:
+            endpoints = dataclasses.replace(endpoints, dlq_url=dlq_url)
+    return sqs, endpoints
+
+
+def _dlq_from_redrive_policy(sqs: Any, queue_url: str) -> str | None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+        policy = json.loads(attributes["Attributes"]["RedrivePolicy"])
+        arn = str(policy["deadLetterTargetArn"])
+        account, name = arn.split(":")[4], arn.split(":")[5]
+        found = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+        return str(found["QueueUrl"])
+    except (BotoCoreError, ClientError, KeyError, ValueError, IndexError):
+        return None
 
 
 def _print_json(value: Any) -> None:
@@ -482,7 +505,10 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
     sqs, endpoints = _sqs(args)
     if not endpoints.dlq_url or not endpoints.queue_url:
-        raise UsageError("redrive needs the queue and its DLQ: pass --queue-url and --dlq-url")
+        raise UsageError(
+            "redrive needs the queue and its DLQ: pass --queue-url (with a redrive policy) "
+            "or --dlq-url"
+        )
     try:
         before = _queue_counts(sqs, endpoints.dlq_url) or {}
         moved = None

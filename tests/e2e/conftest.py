@@ -172,10 +172,13 @@ class Stack:
         return run_cli(*args, "--data-dir", str(self.data_dir), timeout=timeout)
 
 
-def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 120.0, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     for key in ("EFSQLITE_QUEUE_URL", "EFSQLITE_READER_FUNCTION", "EFSQLITE_ENDPOINTS"):
         env.pop(key, None)
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "efsqlite", *args],
         cwd=REPO,

@@ -144,3 +144,32 @@ def test_import_json_lines(stack: Stack, tmp_path: Path, fmt: str) -> None:
         timeout=30,
         what="five rows",
     )
+
+
+def test_aws_mode_finds_the_dlq_from_the_redrive_policy(stack: Stack) -> None:
+    # GIVEN the CLI configured as for AWS (queue URL and function name, no endpoints file),
+    # with botocore's standard endpoint variables pointing at the local stack
+    env = {
+        "AWS_ENDPOINT_URL_SQS": stack.endpoints["sqs_endpoint"],
+        "AWS_ENDPOINT_URL_LAMBDA": stack.endpoints["lambda_endpoint"],
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    # WHEN status runs with only the queue URL
+    result = run_cli(
+        "status",
+        "--json",
+        "--db",
+        "main",
+        "--queue-url",
+        stack.endpoints["queue_url"],
+        "--function-name",
+        stack.endpoints["reader_function"],
+        extra_env=env,
+    )
+    # THEN it found the DLQ through the queue's redrive policy, and the database via the reader
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dlq"] is not None
+    assert "main" in report["databases"]
