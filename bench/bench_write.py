@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -55,10 +56,20 @@ def _params(prefix: str, n: int) -> list[Any]:
 def _wait_for_go() -> None:
     os.write(1, b"ready\n")
     sys.stdin.readline()
+    _CPU_AT_GO[0] = _cpu()
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+_CPU_AT_GO = [0.0]
 
 
 def _report(commands: int, started: float, ended: float, **extra: Any) -> None:
     line = {"commands": commands, "start": started, "end": ended, "seconds": ended - started}
+    line["cpu_seconds"] = _cpu() - _CPU_AT_GO[0]
     line.update(extra)
     os.write(1, (json.dumps(line) + "\n").encode())
 
@@ -277,6 +288,7 @@ def modelled_rates(
     falls on both sides of a comparison alike.
     """
     rates: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(reps):
         for name, (kind, options) in configs.items():
             folder = fresh(root, kind)
@@ -284,8 +296,14 @@ def modelled_rates(
                 prepare_shared_db(folder, options.get("db", "main"))
             (result,) = run_together([worker_command(kind, folder, **options)], modelled=True)
             rates[name].append(result["commands"] / result["seconds"])
+            units = int(options.get("units", 1)) or 1
+            cpu[name].append(result["cpu_seconds"] * 1000 / units)
     return {
-        name: {"commands_per_s": statistics.median(runs), "runs": runs}
+        name: {
+            "commands_per_s": statistics.median(runs),
+            "runs": runs,
+            "cpu_ms_per_invocation": statistics.median(cpu[name]),
+        }
         for name, runs in rates.items()
     }
 

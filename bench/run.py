@@ -145,7 +145,7 @@ def run_sibling(script: Path, quick: bool, out_json: Path) -> dict[str, Any]:
     command = [sys.executable, str(script)]
     if quick and "--quick" in help_text:
         command.append("--quick")
-    for flag in ("--json", "--out", "--output"):
+    for flag in ("--json", "--output", "--out"):
         if flag in help_text:
             command += [flag, str(out_json)]
             break
@@ -169,7 +169,8 @@ def run_sibling(script: Path, quick: bool, out_json: Path) -> dict[str, Any]:
             data = None
     if data is None:
         return {"error": "no JSON output", "stdout": done.stdout[-800:]}
-    return {"command": " ".join(["python", *command[1:]]), "seconds": elapsed, "result": data}
+    shown = " ".join(["python", str(script.relative_to(REPO)), *command[2:]])
+    return {"command": shown, "seconds": elapsed, "result": data, "stdout": done.stdout}
 
 
 # -- goals -----------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def goals(write: Mapping[str, Any], reader: Mapping[str, Any]) -> list[dict[str,
 
 def _reader_overhead(reader: Mapping[str, Any]) -> float | None:
     """Find the snapshot-mode p50 handler overhead (µs) in bench_reader's JSON, if it gives it."""
-    found: list[float] = []
+    found: list[tuple[str, float]] = []
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, Mapping):
@@ -228,10 +229,11 @@ def _reader_overhead(reader: Mapping[str, Any]) -> float | None:
             and "snapshot" in path
             and ("p50" in path or "median" in path)
         ):
-            found.append(float(node) * (1000 if path.endswith("_ms") else 1))
+            found.append((path, float(node) * (1000 if path.endswith("_ms") else 1)))
 
     walk(reader.get("result", {}), "")
-    return found[0] if found else None
+    exact = [v for p, v in found if p.endswith(".snapshot.overhead_p50_us")]
+    return exact[0] if exact else (found[0][1] if found else None)
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -343,8 +345,8 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
         "## Write path under the model",
         "",
         "| design | commands/s | fdatasync/cmd | fcntl/cmd | openat/cmd | unlink/cmd | "
-        "round trips/commit | pwrite64/commit |",
-        "|---|---|---|---|---|---|---|---|",
+        "round trips/commit | pwrite64/commit | CPU ms/invocation |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label in [
         ("efsqlite_b1", "efsqlite, batch 1"),
@@ -361,7 +363,7 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
         lines.append(
             f"| {label} | {_f(rate[key])} | {pc['fdatasync']:.3f} | {pc['fcntl']:.3f} | "
             f"{pc['openat']:.3f} | {pc['unlink']:.3f} | {c['round_trips_per_commit']:.1f} | "
-            f"{c['per_commit']['pwrite64']:.1f} |"
+            f"{c['per_commit']['pwrite64']:.1f} | {w['rates'][key]['cpu_ms_per_invocation']:.2f} |"
         )
     nc = counts["naive"]["per_command"]
     lines += [
@@ -424,8 +426,12 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
         section = results[key]
         lines += ["", f"## {title}", ""]
         if "result" in section:
-            lines += [f"From `{section['command']}`:", "", "```json"]
-            lines += [json.dumps(section["result"], indent=2)[:6000], "```"]
+            lines += [f"From `{section['command']}` ({section['seconds']:.0f} s):", ""]
+            printed = section.get("stdout", "")
+            if "|" in printed:
+                lines += [printed.strip()]
+            else:
+                lines += ["```json", json.dumps(section["result"], indent=2)[:6000], "```"]
         else:
             lines.append(f"Not measured: {section.get('skipped') or section.get('error')}")
     if images:
