@@ -21,7 +21,6 @@ writer's batch transaction and may be rolled back.
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from efsqlite.exceptions import RegistryError
+from efsqlite.loading import load_object
 from efsqlite.types import SqlParams, SqlValue
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
@@ -95,22 +95,6 @@ class CommandRegistry:
 
     def __len__(self) -> int:
         return len(self._specs)
-
-
-def load_object(path: str) -> object:
-    """Import ``package.module:attribute`` (the form every registry setting uses)."""
-    module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise RegistryError(f"{path!r} is not of the form 'package.module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RegistryError(f"cannot import {module_name!r} for {path!r}: {exc}") from exc
-    try:
-        found: object = getattr(module, attribute)
-    except AttributeError:
-        raise RegistryError(f"module {module_name!r} has no attribute {attribute!r}") from None
-    return found
 
 
 def load_registry(path: str | None) -> CommandRegistry:

@@ -16,12 +16,12 @@ DON'T import pydantic here or in the registry module: it is on the reader's cold
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from efsqlite.exceptions import RegistryError
+from efsqlite.loading import load_object
 
 QUERY_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 _NAME_RE = re.compile(QUERY_NAME_PATTERN)
@@ -60,26 +60,6 @@ class QueryRegistry:
 
     def __len__(self) -> int:
         return len(self._queries)
-
-
-def load_object(path: str) -> object:
-    """Import ``package.module:attribute``.
-
-    The same contract as ``efsqlite.commands.load_object``, repeated here because that module
-    imports pydantic, which would add about 250 ms to the reader's cold start.
-    """
-    module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise RegistryError(f"{path!r} is not of the form 'package.module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RegistryError(f"cannot import {module_name!r} for {path!r}: {exc}") from exc
-    try:
-        found: object = getattr(module, attribute)
-    except AttributeError:
-        raise RegistryError(f"module {module_name!r} has no attribute {attribute!r}") from None
-    return found
 
 
 def load_queries(path: str | None) -> QueryRegistry:
