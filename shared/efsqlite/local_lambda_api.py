@@ -390,7 +390,8 @@ class ReaderApi:
             except OSError as exc:
                 self.stop()
                 raise LocalStackError(
-                    f"cannot serve the reader on {self.host}:{port}: {exc}"
+                    f"cannot serve the reader on {self.host}:{port}: {exc.strerror}; pass "
+                    "another --lambda-port / --url-port (0 picks a free one)"
                 ) from None
             self._servers.append(server)
         self.invoke_port = self._servers[0].server_address[1]

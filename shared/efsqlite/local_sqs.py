@@ -30,6 +30,7 @@ import functools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -453,6 +454,17 @@ def _moto_server(host: str, port: int) -> Any:
 
     class SyncStartMotoServer(ThreadedMotoServer):
         def start(self) -> None:
+            # DON'T let werkzeug find a busy port: it prints two lines and calls sys.exit().
+            if port:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind((host, port))
+                    except OSError as exc:
+                        raise LocalStackError(
+                            f"cannot serve SQS on {host}:{port}: {exc.strerror}; pass another "
+                            "--sqs-port (0 picks a free one)"
+                        ) from None
             try:
                 self._server = make_server(
                     self._ip_address,
