@@ -169,6 +169,7 @@ class Poller:
         self.stop_event = threading.Event()
         self.module: ModuleType | None = None
         self._fingerprint = ""
+        self._failed_at = 0.0
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.cold_starts = 0
@@ -212,14 +213,24 @@ class Poller:
 
     def _maybe_reload(self) -> None:
         fingerprint = folder_fingerprint(self.migrations_dir)
-        if self.module is not None and fingerprint == self._fingerprint:
+        unchanged = fingerprint == self._fingerprint
+        if self.module is not None and unchanged:
             return
+        if self.module is None and unchanged and time.monotonic() - self._failed_at < 10:
+            return  # a broken handler: retry every 10 s, or at once when the folder changes
+        if not unchanged:
+            # DO wait until the folder is still: a half-copied migration that happens to parse
+            # would be applied, and its checksum recorded, before the rest of it lands.
+            time.sleep(0.3)
+            if folder_fingerprint(self.migrations_dir) != fingerprint:
+                return
         reason = "migrations changed" if self.module is not None else "retrying cold start"
         try:
             self.cold_start()
         except LocalStackError as exc:
             self._fingerprint = fingerprint
-            log.error("writer cold start failed (%s): %s", reason, exc)
+            self._failed_at = time.monotonic()
+            log.error("writer cold start failed (%s): %s; messages wait in the queue", reason, exc)
             return
         log.info("writer reloaded (%s): new cold start, migrations apply on first use", reason)
 
