@@ -430,7 +430,7 @@ class WriteClient:
         sent: dict[str, tuple[str, str]] = {}  # command id -> (message id, sequence number)
         bookmarks_by_index: list[Bookmark] = []
         for batch in batches(messages, max_bytes=self.max_message_bytes):
-            for message, (message_id, sequence) in self._send_batch(batch, sent):
+            for message, (message_id, sequence) in self._send_batch(batch):
                 for command_id in message.command_ids:
                     sent[command_id] = (message_id, sequence)
         for command in encoded:
@@ -439,8 +439,9 @@ class WriteClient:
         return bookmarks_by_index
 
     def _send_batch(
-        self, batch: list[OutgoingMessage], sent_so_far: Mapping[str, tuple[str, str]]
+        self, batch: list[OutgoingMessage]
     ) -> list[tuple[OutgoingMessage, tuple[str, str]]]:
+        """SendMessageBatch until every entry is in, retrying only the entries that failed."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         pending = {str(i): _Pending(m) for i, m in enumerate(batch)}
@@ -459,12 +460,16 @@ class WriteClient:
                 response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (BotoCoreError, ClientError) as exc:
                 raise SendError(f"cannot send to {self.queue_url}: {_describe(exc)}") from None
+            answered = 0
             for ok in response.get("Successful") or []:
-                item = pending.pop(ok["Id"])
-                done[ok["Id"]] = (ok["MessageId"], str(ok.get("SequenceNumber", "")))
-                del item
+                if pending.pop(ok["Id"], None) is not None:
+                    done[ok["Id"]] = (ok["MessageId"], str(ok.get("SequenceNumber", "")))
+                    answered += 1
             refused: list[str] = []
-            for failed in response.get("Failed") or []:
+            failures = response.get("Failed") or []
+            if not answered and not failures:
+                raise SendError(f"SQS answered nothing for {len(pending)} entries; resend them")
+            for failed in failures:
                 item = pending[failed["Id"]]
                 item.attempts += 1
                 item.last_error = f"{failed.get('Code')}: {failed.get('Message')}"
