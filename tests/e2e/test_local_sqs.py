@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
-from efsqlite.local_lambda_api import function_url_event
+from efsqlite.local_lambda_api import function_url_event, function_url_response
 from efsqlite.local_poller import Poller, lambda_record
 from efsqlite.local_sqs import LocalSqs, QueueUrls
 
@@ -294,3 +294,34 @@ def test_journal_is_compacted_while_running(
         assert message["MessageId"] == kept["MessageId"]
     finally:
         restarted.stop()
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "content_type", "body"),
+    [
+        (
+            {"statusCode": 404, "headers": {"content-type": "text/plain"}, "body": "no"},
+            404,
+            "text/plain",
+            b"no",
+        ),
+        (
+            {"statusCode": 200, "body": "aGk=", "isBase64Encoded": True},
+            200,
+            "application/json",
+            b"hi",
+        ),
+        (
+            {"columns": ["a"], "rows": [[1]]},
+            200,
+            "application/json",
+            b'{"columns": ["a"], "rows": [[1]]}',
+        ),
+    ],
+)
+def test_function_url_maps_answers_like_aws(
+    result: dict[str, Any], status: int, content_type: str, body: bytes
+) -> None:
+    # GIVEN a handler answer WHEN the Function URL maps it THEN status, type and body follow AWS
+    got_status, headers, got_body = function_url_response(result)
+    assert (got_status, headers["Content-Type"], got_body) == (status, content_type, body)
