@@ -188,7 +188,7 @@ class DevStack:
                 queue_url=urls.queue_url,
                 queue_arn=urls.queue_arn,
                 handler_path=writer_path,
-                migrations_dir=options.migrations_dir,
+                migrations_dir=options.migrations_dir.resolve() if options.migrations_dir else None,
                 function_name=WRITER_FUNCTION,
                 region=LOCAL_REGION,
             )
