@@ -267,7 +267,8 @@ class Poller:
             # An unhandled error fails the whole batch: Lambda deletes nothing and the messages
             # come back after the visibility timeout.
             crash = f"{type(exc).__name__}: {exc}"
-            log.debug("handler traceback:\n%s", traceback.format_exc())
+            # As Lambda writes it to the function's log: the developer needs the traceback.
+            log.error("writer handler raised:\n%s", traceback.format_exc().rstrip())
             failed_ids = {r["messageId"] for r in records}
         handler_ms = (time.perf_counter() - started) * 1000
         done = [m for m in messages if m["MessageId"] not in failed_ids]
