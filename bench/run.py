@@ -429,7 +429,11 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
             lines += [f"From `{section['command']}` ({section['seconds']:.0f} s):", ""]
             printed = section.get("stdout", "")
             if "|" in printed:
-                lines += [printed.strip()]
+                # Their headings sit one level below this report's sections.
+                lines += [
+                    "#" + line if line.startswith("## ") else line
+                    for line in printed.strip().splitlines()
+                ]
             else:
                 lines += ["```json", json.dumps(section["result"], indent=2)[:6000], "```"]
         else:
