@@ -34,7 +34,7 @@ from efsqlite.connections import database_path
 from efsqlite.exceptions import InvalidDatabaseNameError, InvalidSettingError
 from efsqlite.names import check_db_name
 from efsqlite.queries import QueryRegistry, load_queries
-from efsqlite.query import MAX_SQL_CHARS, QueryLimits, ReadConnection, classify
+from efsqlite.query import MAX_SQL_CHARS, QueryLimits, QueryResult, ReadConnection, classify
 from efsqlite.read_errors import (
     BusyError,
     DatabaseNotFoundError,
@@ -403,14 +403,7 @@ class Reader:
             deadline=deadline,
             escaped=escaped,
         )
-        return {
-            "columns": result.columns,
-            "rows": result.rows,
-            "position": ledger.decode_position(current.position),
-            "schema_version": current.schema_version,
-            "truncated": result.truncated,
-            "stale": stale,
-        }
+        return _answer(result, current.position, current.schema_version, stale=stale)
 
     def _query_direct(
         self, request: QueryRequest, deadline: float, max_bytes: int, escaped: bool
@@ -431,14 +424,7 @@ class Reader:
                             deadline=deadline,
                             escaped=escaped,
                         )
-                        return {
-                            "columns": result.columns,
-                            "rows": result.rows,
-                            "position": ledger.decode_position(position),
-                            "schema_version": version,
-                            "truncated": result.truncated,
-                            "stale": False,
-                        }
+                        return _answer(result, position, version, stale=False)
                 finally:
                     conn.end()
             except (sqlite3.Error, ReadError) as exc:
@@ -585,6 +571,18 @@ class Reader:
 
 
 # -- Function URL helpers --------------------------------------------------------------------
+def _answer(result: QueryResult, position: str, version: int, *, stale: bool) -> dict[str, Any]:
+    """The query answer every entry shape returns (position in its public form)."""
+    return {
+        "columns": result.columns,
+        "rows": result.rows,
+        "position": ledger.decode_position(position),
+        "schema_version": version,
+        "truncated": result.truncated,
+        "stale": stale,
+    }
+
+
 def _is_function_url(event: object) -> bool:
     if not isinstance(event, dict):
         return False
