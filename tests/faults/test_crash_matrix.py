@@ -61,6 +61,7 @@ def _kill_point(
     return view, [f"{mode} {syscall} K={k}: {p}" for p in problems]
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("syscall", ["fdatasync", "pwrite64", "unlink"])
 def test_crash_safety_writer_sigkilled_at_every_call_loses_and_duplicates_nothing(
     bank: Bank, syscall: str, tmp_path: Path
@@ -101,6 +102,7 @@ SOAK_MODES = [
 ]
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.skipif(not harness.SOAK, reason="soak only (make soak): other journal modes")
 @pytest.mark.parametrize(("mode", "syscall"), SOAK_MODES)
 def test_crash_matrix_in_other_journal_modes(

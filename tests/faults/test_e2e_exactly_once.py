@@ -28,6 +28,7 @@ readers ``efsqlite.client.ReadClient`` through the Lambda Invoke API, redrive is
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 import sqlite3
@@ -151,6 +152,7 @@ class Readers:
     retryable: int = 0
     down: int = 0
     wrong: list[str] = field(default_factory=list)
+    down_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     #: Without a DLQ in play each producer's rows are a gap-free prefix; a redrive breaks
     #: order (as AWS warns), so then only "no duplicates" holds.
     ordered: bool = True
@@ -174,6 +176,7 @@ class Readers:
                         self.retryable += 1
                     elif retryable is None:
                         self.down += 1  # the stack is down: no answer at all
+                        self.down_reasons[str(exc)[:90]] += 1
                         client = None
                     else:
                         self.wrong.append(f"non-retryable error {error_type}: {exc}")
@@ -262,6 +265,7 @@ def _integrity(path: Path) -> str:
         conn.close()
 
 
+@pytest.mark.timeout(900)
 def test_exactly_once_through_the_local_stack_with_kills_and_readers(tmp_path: Path) -> None:
     # GIVEN a local stack and 8 producers with 5,000 numbered commands between them
     total = 20_000 if harness.SOAK else 5_000
@@ -310,7 +314,8 @@ def test_exactly_once_through_the_local_stack_with_kills_and_readers(tmp_path: P
         f"\ne2e exactly-once: {total} commands, {sum(p.sent_twice for p in producers)} sent "
         f"twice, {sum(p.send_errors for p in producers)} send retries, kills: {kill_log}; "
         f"readers: {readers.answers} answers, {readers.retryable} retryable, "
-        f"{readers.down} while down, {len(readers.wrong)} wrong"
+        f"{readers.down} while down, {len(readers.wrong)} wrong; "
+        f"down because: {readers.down_reasons.most_common(3)}"
     )
     assert all(p.error is None for p in producers), [p.error for p in producers]
     assert _integrity(stack.database(DB)) == "ok"
@@ -345,6 +350,7 @@ def _redrive(stack: LocalStack) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+@pytest.mark.timeout(900)
 def test_redrive_twice_under_traffic_applies_each_command_once(tmp_path: Path) -> None:
     from efsqlite.client import named_command, sql_command
 

@@ -71,6 +71,7 @@ def _eio_point(bank: Bank, syscall: str, k: int, work: Path) -> tuple[str, list[
     return kind, [f"{syscall} K={k}: {p}" for p in problems]
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("syscall", ["fdatasync", "pwrite64"])
 def test_eio_fails_the_batch_and_loses_nothing(bank: Bank, syscall: str, tmp_path: Path) -> None:
     # GIVEN a batch run that makes `total` calls of `syscall` when nothing goes wrong
