@@ -180,7 +180,7 @@ class Readers:
                         client = None
                     else:
                         self.wrong.append(f"non-retryable error {error_type}: {exc}")
-                time.sleep(0.05)
+                time.sleep(0.05 if client is not None else 0.2)
                 continue
             except OSError:
                 with self._lock:
