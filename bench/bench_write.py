@@ -186,6 +186,8 @@ def worker_naive(args: argparse.Namespace) -> None:
                     raise
                 locked += 1
                 retries += 1
+                if args.retry_sleep_ms:
+                    time.sleep(args.retry_sleep_ms / 1000)
 
     for n in range(WARMUP_UNITS):
         attempt(-1 - n)
@@ -338,7 +340,7 @@ def parallel(
     root: Path, kind: str, n: int, reps: int, *, shared: bool, **options: Any
 ) -> dict[str, Any]:
     """Median aggregate commands/s of ``n`` workers at once (one shared file, or one each)."""
-    rates, locked, retries = [], [], []
+    rates, locked, retries, totals = [], [], [], []
     for _ in range(reps):
         folder = fresh(root, f"{kind}-x{n}")
         commands = []
@@ -349,6 +351,7 @@ def parallel(
             commands.append(worker_command(kind, folder, db=db, **options))
         results = run_together(commands, modelled=True)
         rates.append(throughput(results))
+        totals.append(sum(int(r["commands"]) for r in results))
         locked.append(sum(int(r.get("locked", 0)) for r in results))
         retries.append(sum(int(r.get("retries", 0)) for r in results))
     return {
@@ -356,6 +359,7 @@ def parallel(
         "runs": rates,
         "locked_errors": statistics.median(locked),
         "retries": statistics.median(retries),
+        "commands": statistics.median(totals),
     }
 
 
@@ -431,6 +435,23 @@ def run_suite(root: Path, *, quick: bool, log: Callable[[str], None] = print) ->
         )
         log(f"  N={n}: {naive[str(n)]['commands_per_s']:.1f}/s")
     out["naive"] = naive
+    log("write: naive design without a busy timeout (errors instead of waiting)")
+    no_wait: dict[str, Any] = {}
+    for n in (2, 4):
+        no_wait[str(n)] = parallel(
+            root,
+            "naive",
+            n,
+            1,
+            shared=True,
+            duration=duration,
+            units=0,
+            busy_timeout_ms=0,
+            retry_sleep_ms=10,
+        )
+        row = no_wait[str(n)]
+        log(f"  N={n}: {row['commands_per_s']:.1f}/s, {row['locked_errors']:.0f} locked errors")
+    out["naive_no_busy_timeout"] = no_wait
 
     log("write: K databases written in parallel (one group and one writer each)")
     multi: dict[str, Any] = {}
@@ -457,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--duration", type=float, default=0.0)
     worker.add_argument("--journal-mode", default="DELETE")
     worker.add_argument("--busy-timeout-ms", type=int, default=5000)
+    worker.add_argument("--retry-sleep-ms", type=int, default=0)
     suite = sub.add_parser("suite", help="run the write suite and print its JSON")
     suite.add_argument("--quick", action="store_true")
     suite.add_argument("--data-root", default=None, help="where the databases go")
