@@ -71,7 +71,9 @@ def _quick_check(path: Path) -> str:
             return str(conn.execute("PRAGMA quick_check").fetchone()[0])
         finally:
             conn.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        # A damaged schema can put invalid UTF-8 in SQLite's error message: Python then
+        # raises UnicodeDecodeError instead of sqlite3.DatabaseError.
         return f"{type(exc).__name__}: {exc}"
 
 
@@ -148,3 +150,40 @@ def test_reader_answers_corrupt_files_with_typed_errors(
     )
     assert damaged > TRIALS // 4, "the flips should damage a good share of the copies"
     assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "known reader gap: SQLite's message for this damage is not valid UTF-8, so Python "
+        "raises UnicodeDecodeError instead of sqlite3.DatabaseError, and the reader answers "
+        "'internal' instead of a typed error (found by the soak run's byte flips)"
+    ),
+)
+@pytest.mark.parametrize("mode", ["snapshot", "direct"])
+def test_reader_types_a_schema_name_that_is_not_utf8(
+    written_db: Path, mode: str, tmp_path: Path
+) -> None:
+    # GIVEN a copy whose schema names a table with an invalid UTF-8 byte
+    data = bytearray(written_db.read_bytes())
+    at = data.find(b"tabletransferstransfers")
+    assert at > 0
+    data[at + 5] = data[at + 14] = 0xE5
+    folder = tmp_path / "trial-utf8"
+    folder.mkdir()
+    (folder / written_db.name).write_bytes(bytes(data))
+    # WHEN the reader handler answers queries on it
+    done = subprocess.run(
+        [sys.executable, str(CHILD), mode, str(tmp_path / "snapshots"), json.dumps(QUERIES)],
+        input=f"{folder}\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=harness.child_env(),
+    )
+    # THEN no crash, and typed errors only (no 'internal'), and no snapshot kept
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [json.loads(text) for text in done.stdout.splitlines()]
+    problems = [p for answer in line["answers"] for p in _problems(answer)]
+    assert problems == []
+    assert line["left"] == []
