@@ -102,10 +102,18 @@ class QueryResult:
     truncated: bool
 
 
+#: What a ``sqlite3`` call raises for a bad file. Python raises ``UnicodeDecodeError`` instead
+#: of ``sqlite3.DatabaseError`` when SQLite's message quotes bytes of a damaged schema that are
+#: not UTF-8 (found by the fault suite's byte flips).
+SQLITE_FAILURES = (sqlite3.Error, UnicodeDecodeError)
+
+
 def classify(exc: Exception) -> ReadError:
     """Map an exception from ``sqlite3`` to the typed error the caller gets."""
     if isinstance(exc, ReadError):
         return exc
+    if isinstance(exc, UnicodeDecodeError):
+        return BusyError("the database is unavailable right now: its file is damaged")
     if isinstance(exc, OverflowError):
         return InvalidRequestError(f"parameter out of range: {exc}")
     if isinstance(exc, sqlite3.ProgrammingError):
@@ -306,7 +314,7 @@ class ReadConnection:
                     break
                 rows.append(values)
             return QueryResult(columns, rows, truncated)
-        except (sqlite3.Error, OverflowError) as exc:
+        except (sqlite3.Error, UnicodeDecodeError, OverflowError) as exc:
             raise classify(exc) from None
         finally:
             self._deadline = math.inf

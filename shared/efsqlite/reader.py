@@ -34,7 +34,14 @@ from efsqlite.connections import database_path
 from efsqlite.exceptions import InvalidDatabaseNameError, InvalidSettingError
 from efsqlite.names import check_db_name
 from efsqlite.queries import QueryRegistry, load_queries
-from efsqlite.query import MAX_SQL_CHARS, QueryLimits, QueryResult, ReadConnection, classify
+from efsqlite.query import (
+    MAX_SQL_CHARS,
+    SQLITE_FAILURES,
+    QueryLimits,
+    QueryResult,
+    ReadConnection,
+    classify,
+)
 from efsqlite.read_errors import (
     BusyError,
     DatabaseNotFoundError,
@@ -427,7 +434,7 @@ class Reader:
                         return _answer(result, position, version, stale=False)
                 finally:
                     conn.end()
-            except (sqlite3.Error, ReadError) as exc:
+            except (sqlite3.Error, UnicodeDecodeError, ReadError) as exc:
                 error = classify(exc)
                 if isinstance(error, BusyError):
                     self._drop_direct(request.db)  # reopen rather than trust the handle
@@ -483,7 +490,7 @@ class Reader:
                     found = conn.command_status(request.command_id)
                 finally:
                     conn.end()
-            except sqlite3.Error as exc:
+            except SQLITE_FAILURES as exc:
                 raise classify(exc) from None
         answer: dict[str, Any] = {
             "db": request.db,
@@ -538,7 +545,7 @@ class Reader:
                 conn = ReadConnection.open(
                     path, busy_timeout_ms=self.settings.busy_timeout_ms, limits=self.limits
                 )
-            except sqlite3.Error as exc:
+            except SQLITE_FAILURES as exc:
                 raise classify(exc) from None
         self._direct[db] = conn  # (re)inserted last: dict order is recency
         return conn

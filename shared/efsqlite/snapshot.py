@@ -32,7 +32,13 @@ from pathlib import Path
 
 from efsqlite import ledger
 from efsqlite.connections import open_readonly_connection
-from efsqlite.query import QueryLimits, ReadConnection, classify, command_status_or_unknown
+from efsqlite.query import (
+    SQLITE_FAILURES,
+    QueryLimits,
+    ReadConnection,
+    classify,
+    command_status_or_unknown,
+)
 from efsqlite.read_errors import BusyError, RecoveringError
 
 _LOCK_SUFFIX = ".lock"
@@ -185,11 +191,11 @@ class DatabaseSnapshot:
         """(stored position, schema version) of the EFS file now. Raises :class:`ReadError`."""
         try:
             return _read_state(self._source_conn())
-        except sqlite3.Error as exc:
+        except SQLITE_FAILURES as exc:
             self._drop_source_unless_recovering(exc)
             raise classify(exc) from None
 
-    def _drop_source_unless_recovering(self, exc: sqlite3.Error) -> None:
+    def _drop_source_unless_recovering(self, exc: Exception) -> None:
         if getattr(exc, "sqlite_errorcode", None) != 776:
             self._drop_source()
 
@@ -203,7 +209,7 @@ class DatabaseSnapshot:
                 return command_status_or_unknown(conn, command_id), position
             finally:
                 conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except SQLITE_FAILURES as exc:
             self._drop_source_unless_recovering(exc)
             raise classify(exc) from None
 
@@ -261,7 +267,7 @@ class DatabaseSnapshot:
                 raise SnapshotError(
                     f"snapshot of {self.db!r} failed its check ({check!r}, {got} != {expected})"
                 )
-        except sqlite3.Error as exc:
+        except SQLITE_FAILURES as exc:
             target.close()
             tmp_path.unlink(missing_ok=True)
             self._drop_source_unless_recovering(exc)
@@ -274,7 +280,7 @@ class DatabaseSnapshot:
         os.replace(tmp_path, final_path)  # no connection has either name open
         try:
             reader = ReadConnection.open(final_path, immutable=True, limits=self.limits)
-        except sqlite3.Error as exc:
+        except SQLITE_FAILURES as exc:
             final_path.unlink(missing_ok=True)
             raise classify(exc) from None
         old, self.current = self.current, Snapshot(reader, final_path, *expected)

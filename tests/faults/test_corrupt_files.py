@@ -77,10 +77,6 @@ def _quick_check(path: Path) -> str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _internal(answer: object) -> bool:
-    return isinstance(answer, dict) and answer.get("error", {}).get("type") == "internal"
-
-
 def _problems(answer: object) -> list[str]:
     if not isinstance(answer, dict):
         return [f"answer is not an object: {answer!r}"]
@@ -137,15 +133,10 @@ def test_reader_answers_corrupt_files_with_typed_errors(
     assert len(lines) == TRIALS
     problems: list[str] = []
     damaged = refused = 0
-    known_gap = 0
     for line in lines:
         name, answers = line["trial"], line["answers"]
         for answer in answers:
             found = _problems(answer)
-            if found and trials[name].startswith("UnicodeDecodeError") and _internal(answer):
-                # The gap test_reader_types_a_schema_name_that_is_not_utf8 tracks (xfail).
-                known_gap += 1
-                continue
             problems += [f"{name}: {p}" for p in found]
         data_answers = [a for a in answers[:3] if "error" not in a]
         if trials[name] != "ok":
@@ -156,21 +147,12 @@ def test_reader_answers_corrupt_files_with_typed_errors(
                 problems.append(f"{name}: damaged ({trials[name][:80]}) but served {line}")
     print(
         f"\ncorrupt files, {mode}: {TRIALS} copies, {damaged} damaged per quick_check, "
-        f"{refused} of those refused outright, {known_gap} answers in the known "
-        f"undecodable-message gap, {len(problems)} problems"
+        f"{refused} of those refused outright, {len(problems)} problems"
     )
     assert damaged > TRIALS // 4, "the flips should damage a good share of the copies"
     assert not problems, "\n".join(problems[:20])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known reader gap: SQLite's message for this damage is not valid UTF-8, so Python "
-        "raises UnicodeDecodeError instead of sqlite3.DatabaseError, and the reader answers "
-        "'internal' instead of a typed error (found by the soak run's byte flips)"
-    ),
-)
 @pytest.mark.parametrize("mode", ["snapshot", "direct"])
 def test_reader_types_a_schema_name_that_is_not_utf8(
     written_db: Path, mode: str, tmp_path: Path
