@@ -218,6 +218,22 @@ class Readers:
             worker.join(timeout=30)
 
 
+def _migrated(stack: LocalStack, timeout: float = 120.0) -> None:
+    """Settle one harmless command, so the database exists, migrated, before readers start."""
+    from efsqlite.client import sql_command
+
+    writer, _ = _clients(stack)
+    writer.send(sql_command(DB, "UPDATE gate SET open = open WHERE id = 1", id="warm-up"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _rows(stack.database(DB))
+            return
+        except sqlite3.Error:
+            time.sleep(0.1)
+    raise AssertionError("the writer did not create the database")
+
+
 def _rows(path: Path) -> list[tuple[int, int, int, str]]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -281,6 +297,7 @@ def test_exactly_once_through_the_local_stack_with_kills_and_readers(tmp_path: P
         max_receive_count=1000,  # kills must not push valid commands to the DLQ here
     )
     stack.start()
+    _migrated(stack)
     rng = random.Random(2026)
     producers = [
         Producer(i, total // producers_n, stack, rng=random.Random(i)) for i in range(producers_n)
@@ -377,6 +394,7 @@ def test_redrive_twice_under_traffic_applies_each_command_once(tmp_path: Path) -
         visibility_timeout=1,
     )
     endpoints = stack.start()
+    _migrated(stack)
     writer, _ = _clients(stack)
     sqs = writer.sqs
     gated = [
