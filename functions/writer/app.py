@@ -29,22 +29,20 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     for message_id, reason in result.unroutable:
         logger.error("record cannot be routed to a database", message_id=message_id, reason=reason)
     for batch in result.batches:
-        applied, rejected = batch.count("applied"), batch.count("rejected")
-        duplicates = batch.count("duplicate")
+        applied, rejected, duplicates = batch.applied, len(batch.rejections), batch.duplicates
         metrics.add_metric("Applied", MetricUnit.Count, applied)
         metrics.add_metric("Rejected", MetricUnit.Count, rejected)
         metrics.add_metric("Duplicates", MetricUnit.Count, duplicates)
         metrics.add_metric("Failed", MetricUnit.Count, len(batch.failed))
         metrics.add_metric("CommitMilliseconds", MetricUnit.Milliseconds, batch.commit_ms)
-        for outcome in batch.outcomes:
-            if outcome.outcome == "rejected":
-                logger.warning(
-                    "command rejected",
-                    db=batch.db,
-                    command_id=outcome.id,
-                    error_type=outcome.error_type,
-                    error_message=outcome.error_message,
-                )
+        for rejection in batch.rejections:
+            logger.warning(
+                "command rejected",
+                db=batch.db,
+                command_id=rejection.id,
+                error_type=rejection.error_type,
+                error_message=rejection.error_message,
+            )
         log = logger.error if batch.failed else logger.info
         log(
             "batch settled" if not batch.failed else "batch partly failed",

@@ -110,13 +110,12 @@ class IncomingRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class CommandOutcome:
-    """How one command settled in this batch (``duplicate``: already settled before)."""
+class Rejection:
+    """A command this batch settled as rejected, and why."""
 
     id: str
-    outcome: str  # "applied" | "rejected" | "duplicate"
-    error_type: str | None = None
-    error_message: str | None = None
+    error_type: str
+    error_message: str
 
 
 @dataclass(slots=True)
@@ -126,14 +125,14 @@ class BatchResult:
     db: str
     settled: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    outcomes: list[CommandOutcome] = field(default_factory=list)
+    # Counts rather than one object per command: packed batches settle thousands.
+    applied: int = 0
+    duplicates: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
     failure_type: str | None = None
     failure_message: str | None = None
     position: str | None = None
     commit_ms: float = 0.0
-
-    def count(self, outcome: str) -> int:
-        return sum(1 for o in self.outcomes if o.outcome == outcome)
 
 
 class _Failed(Exception):
@@ -277,16 +276,14 @@ class Applier:
                 for index, (record, item) in enumerate(zip(records, parsed, strict=True)):
                     position = ledger.encode_position(record.sequence_number)
                     if isinstance(item, _BadBody):
-                        self._settle_bad_body(record, item, position, state)
+                        self._settle_bad_body(record, item, state)
                         settled_positions.append(position)
                         result.settled.append(record.message_id)
                         continue
                     try:
-                        if len(item) == 1 or not self._apply_packed_fast(
-                            conn, item, record, position, state
-                        ):
+                        if len(item) == 1 or not self._apply_packed_fast(conn, item, record, state):
                             for command in item:
-                                self._apply_command(conn, command, record, position, state)
+                                self._apply_command(conn, command, record, state)
                     except _Failed as exc:
                         if exc.batch_fatal:
                             raise
@@ -309,7 +306,7 @@ class Applier:
                         error_message=message,
                         at_ms=now_ms,
                     )
-            ledger.record_outcomes(conn, state.entries, now_ms)
+            ledger.record_outcomes(conn, state.entries, settled_at_ms=now_ms)
             if had_failures and state.entries:
                 ledger.clear_failures(conn, [e.id for e in state.entries])
             if settled_positions:
@@ -357,34 +354,30 @@ class Applier:
         self,
         record: IncomingRecord,
         bad: _BadBody,
-        position: str,
         state: _BatchState,
     ) -> None:
         if bad.id in state.known:
-            state.result.outcomes.append(CommandOutcome(bad.id, "duplicate"))
+            state.result.duplicates += 1
             return
         state.known[bad.id] = "rejected"
         state.entries.append(
             LedgerEntry(
                 id=bad.id,
                 outcome="rejected",
-                position=position,
+                position=record.sequence_number,
                 message_id=record.message_id,
                 error_type=bad.error_type,
                 error_message=ledger.excerpt(bad.message),
                 body_excerpt=ledger.excerpt(record.body),
             )
         )
-        state.result.outcomes.append(
-            CommandOutcome(bad.id, "rejected", bad.error_type, bad.message)
-        )
+        state.result.rejections.append(Rejection(bad.id, bad.error_type, bad.message))
 
     def _apply_packed_fast(
         self,
         conn: sqlite3.Connection,
         commands: list[AnyCommand],
         record: IncomingRecord,
-        position: str,
         state: _BatchState,
     ) -> bool:
         """Run a packed message's commands under one savepoint; False means "redo one by one".
@@ -395,7 +388,7 @@ class Applier:
         with a savepoint per command, which gives each command its own outcome. Either way
         every command is applied atomically or not at all.
         """
-        entries_mark, outcomes_mark = len(state.entries), len(state.result.outcomes)
+        entries_mark, duplicates_mark = len(state.entries), state.result.duplicates
         added: list[str] = []
         current = commands[0]
         conn.execute(f"SAVEPOINT {self._savepoint}")
@@ -403,7 +396,7 @@ class Applier:
             for command in commands:
                 current = command
                 if command.id in state.known:
-                    state.result.outcomes.append(CommandOutcome(command.id, "duplicate"))
+                    state.result.duplicates += 1
                     continue
                 if command.id in state.forced or self._precheck(command, state.schema_version):
                     raise _Redo
@@ -415,9 +408,8 @@ class Applier:
                 state.known[command.id] = "applied"
                 added.append(command.id)
                 state.entries.append(
-                    LedgerEntry(command.id, "applied", position, record.message_id)
+                    LedgerEntry(command.id, "applied", record.sequence_number, record.message_id)
                 )
-                state.result.outcomes.append(CommandOutcome(command.id, "applied"))
         except Exception as exc:
             if not conn.in_transaction:
                 # The command's own SQL ended the transaction: restart the batch with it
@@ -428,9 +420,10 @@ class Applier:
             for command_id in added:
                 del state.known[command_id]
             del state.entries[entries_mark:]
-            del state.result.outcomes[outcomes_mark:]
+            state.result.duplicates = duplicates_mark
             return False
         conn.execute(f"RELEASE {self._savepoint}")
+        state.result.applied += len(added)
         return True
 
     def _apply_command(
@@ -438,31 +431,28 @@ class Applier:
         conn: sqlite3.Connection,
         command: AnyCommand,
         record: IncomingRecord,
-        position: str,
         state: _BatchState,
     ) -> None:
         result = state.result
         if command.id in state.known:
-            result.outcomes.append(CommandOutcome(command.id, "duplicate"))
+            result.duplicates += 1
             return
         rejection = state.forced.get(command.id) or self._precheck(command, state.schema_version)
         if rejection is None:
             rejection = self._run(conn, state.db, command, state.schema_version)
         if rejection is None:
-            entry = LedgerEntry(command.id, "applied", position, record.message_id)
-            result.outcomes.append(CommandOutcome(command.id, "applied"))
+            entry = LedgerEntry(command.id, "applied", record.sequence_number, record.message_id)
+            result.applied += 1
         else:
             entry = LedgerEntry(
                 command.id,
                 "rejected",
-                position,
+                record.sequence_number,
                 record.message_id,
                 rejection.error_type,
                 ledger.excerpt(rejection.message),
             )
-            result.outcomes.append(
-                CommandOutcome(command.id, "rejected", rejection.error_type, rejection.message)
-            )
+            result.rejections.append(Rejection(command.id, rejection.error_type, rejection.message))
         state.known[command.id] = entry.outcome
         state.entries.append(entry)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from efsqlite.types import Outcome
 
@@ -84,9 +85,13 @@ def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more]"
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """One settled command."""
+class LedgerEntry(NamedTuple):
+    """One settled command, in the ledger's column order (inserted as it is).
+
+    A tuple rather than a dataclass: packed batches build thousands per commit.
+    ``position`` is the message's sequence number as SQS gives it (no padding; only the
+    state table's position is compared as text).
+    """
 
     id: str
     outcome: Outcome
@@ -141,27 +146,16 @@ def settled_outcomes(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, 
 
 
 def record_outcomes(
-    conn: sqlite3.Connection, entries: Sequence[LedgerEntry], settled_at_ms: int
+    conn: sqlite3.Connection, entries: Sequence[LedgerEntry], *, settled_at_ms: int
 ) -> None:
-    """Insert settled outcomes and forget earlier failures of the same ids."""
+    """Insert settled outcomes, all stamped ``settled_at_ms``."""
     if not entries:
         return
     conn.executemany(
         f"INSERT INTO {COMMANDS_TABLE} (id, outcome, position, message_id, error_type, "
-        "error_message, body_excerpt, settled_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                e.id,
-                e.outcome,
-                e.position,
-                e.message_id,
-                e.error_type,
-                e.error_message,
-                e.body_excerpt,
-                settled_at_ms,
-            )
-            for e in entries
-        ],
+        f"error_message, body_excerpt, settled_at_ms) "
+        f"VALUES (?, ?, ?, ?, ?, ?, ?, {int(settled_at_ms)})",
+        entries,
     )
 
 
