@@ -23,17 +23,21 @@ EVENTS = REPO / "tests" / "events"
 def local_sqs(tmp_path: Path) -> Iterator[tuple[LocalSqs, QueueUrls, Any]]:
     sqs_local = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=3)
     urls = sqs_local.start()
-    client = boto3.client(
-        "sqs",
-        endpoint_url=sqs_local.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
+    client = _sqs_client(sqs_local.endpoint)
     try:
         yield sqs_local, urls, client
     finally:
         sqs_local.stop()
+
+
+def _sqs_client(endpoint: str) -> Any:
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
 
 
 def _send(client: Any, url: str, body: str, group: str = "g", dedup: str | None = None) -> Any:
@@ -105,13 +109,7 @@ def test_journal_restores_queued_messages_with_ids_and_sequence_numbers(tmp_path
     # GIVEN a stack that queued two messages and moved one to its DLQ, then died
     sqs_local = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=1)
     urls = sqs_local.start()
-    client = boto3.client(
-        "sqs",
-        endpoint_url=sqs_local.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
+    client = _sqs_client(sqs_local.endpoint)
     kept = _send(client, urls.queue_url, "kept", group="k")
     _send(client, urls.queue_url, "dead", group="d")
     gone = _send(client, urls.queue_url, "gone", group="x")
@@ -126,13 +124,7 @@ def test_journal_restores_queued_messages_with_ids_and_sequence_numbers(tmp_path
     restarted = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=1)
     urls = restarted.start()
     try:
-        client = boto3.client(
-            "sqs",
-            endpoint_url=restarted.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        )
+        client = _sqs_client(restarted.endpoint)
         # THEN the DLQ holds the same messages, same ids and sequence numbers; nothing else
         moved = {m["Body"]: m for m in _receive(client, urls.dlq_url)}
         assert set(moved) == {"kept", "dead"}
@@ -257,13 +249,7 @@ def test_journal_is_compacted_while_running(
     monkeypatch.setattr("efsqlite.local_sqs.COMPACT_MIN_BYTES", 20_000)
     sqs_local = LocalSqs(tmp_path, visibility_timeout=30)
     urls = sqs_local.start()
-    client = boto3.client(
-        "sqs",
-        endpoint_url=sqs_local.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
+    client = _sqs_client(sqs_local.endpoint)
     try:
         # WHEN 100 messages of 1 KB go through (sent, received, deleted), and one stays queued
         for i in range(100):
@@ -283,13 +269,7 @@ def test_journal_is_compacted_while_running(
     urls = restarted.start()
     try:
         assert restarted.restored == 1
-        client = boto3.client(
-            "sqs",
-            endpoint_url=restarted.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        )
+        client = _sqs_client(restarted.endpoint)
         (message,) = _receive(client, urls.queue_url)
         assert message["MessageId"] == kept["MessageId"]
     finally:
