@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from efsqlite import ledger
 from efsqlite.commands import CommandContext, CommandRegistry
-from efsqlite.exceptions import CommandRejectedError
+from efsqlite.exceptions import CommandRejectedError, EfsqliteError
 from efsqlite.ledger import LedgerEntry
 from efsqlite.models import (
     MAX_ID_LENGTH,
@@ -135,7 +135,7 @@ class BatchResult:
     commit_ms: float = 0.0
 
 
-class _Failed(Exception):
+class _CommandFailedError(EfsqliteError):
     """A command failed; ``batch_fatal`` means nothing in this transaction may commit."""
 
     def __init__(
@@ -147,7 +147,7 @@ class _Failed(Exception):
         self.command_id = command_id
 
 
-class _TransactionLost(Exception):
+class _TransactionLostError(EfsqliteError):
     """A command's own SQL ended the transaction (``ON CONFLICT ROLLBACK``, ``RAISE(ROLLBACK)``)."""
 
     def __init__(self, command_id: str, error_type: str, message: str) -> None:
@@ -234,7 +234,7 @@ class Applier:
         for _ in range(_MAX_RESTARTS):
             try:
                 return self._apply_once(conn, db, records, forced, prune_before_ms)
-            except _TransactionLost as lost:
+            except _TransactionLostError as lost:
                 # The command's SQL rolled back the whole transaction. Nothing committed:
                 # run the batch again with that command settled as rejected.
                 forced[lost.command_id] = _Rejection(lost.error_type, str(lost))
@@ -284,7 +284,7 @@ class Applier:
                         if len(item) == 1 or not self._apply_packed_fast(conn, item, record, state):
                             for command in item:
                                 self._apply_command(conn, command, record, state)
-                    except _Failed as exc:
+                    except _CommandFailedError as exc:
                         if exc.batch_fatal:
                             raise
                         failure = (index, exc.error_type, str(exc), exc.command_id)
@@ -319,10 +319,10 @@ class Applier:
             conn.execute("COMMIT")
             result.commit_ms = (time.perf_counter() - started) * 1000
             return result
-        except _TransactionLost:
+        except _TransactionLostError:
             _rollback_quietly(conn)
             raise
-        except _Failed as exc:
+        except _CommandFailedError as exc:
             _rollback_quietly(conn)
             return _all_failed(db, records, exc.error_type, str(exc))
         except sqlite3.Error as exc:
@@ -399,7 +399,7 @@ class Applier:
                     state.result.duplicates += 1
                     continue
                 if command.id in state.forced or self._precheck(command, state.schema_version):
-                    raise _Redo
+                    raise _RedoOneByOneError
                 if isinstance(command, StatementsCommand):
                     for statement in command.statements:
                         conn.execute(statement.sql, statement.params).fetchall()
@@ -458,7 +458,7 @@ class Applier:
 
     def _precheck(self, command: AnyCommand, version: int) -> _Rejection | None:
         if command.expect_schema is not None and command.expect_schema > version:
-            raise _Failed(
+            raise _CommandFailedError(
                 "SchemaNotReady",
                 f"command {command.id!r} expects schema version {command.expect_schema} but the "
                 f"database is at {version}; it is retried until migrations catch up",
@@ -480,7 +480,7 @@ class Applier:
                     conn.execute(statement.sql, statement.params).fetchall()
             else:
                 self._run_named(conn, db, command, version)
-        except _Rejected as exc:
+        except _CommandRejectedSignalError as exc:
             return self._undo(conn, command.id, exc.rejection)
         except CommandRejectedError as exc:
             return self._undo(conn, command.id, _Rejection(exc.error_type, str(exc)))
@@ -489,7 +489,7 @@ class Applier:
             code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
             if transient:
                 if code in _BATCH_FATAL_CODES or not conn.in_transaction:
-                    raise _Failed(error_type, str(exc), batch_fatal=True) from exc
+                    raise _CommandFailedError(error_type, str(exc), batch_fatal=True) from exc
                 self._undo(conn, command.id, None)
                 raise _failed_for(command.id, error_type, str(exc)) from exc
             return self._undo(conn, command.id, _Rejection(error_type, str(exc)))
@@ -501,7 +501,7 @@ class Applier:
         except Exception as exc:
             # A bug in a named command's handler: the system cannot decide, so retry / DLQ.
             if not conn.in_transaction:
-                raise _Failed("HandlerError", repr(exc), batch_fatal=True) from exc
+                raise _CommandFailedError("HandlerError", repr(exc), batch_fatal=True) from exc
             self._undo(conn, command.id, None)
             raise _failed_for(command.id, "HandlerError", repr(exc)) from exc
         conn.execute(f"RELEASE {savepoint}")
@@ -512,13 +512,13 @@ class Applier:
     ) -> None:
         spec = self.registry.get(command.command)
         if spec is None:
-            raise _Rejected(
+            raise _CommandRejectedSignalError(
                 _Rejection("UnknownCommand", f"no named command {command.command!r} is registered")
             )
         try:
             args = spec.args_model.model_validate(command.args)
         except ValidationError as exc:
-            raise _Rejected(
+            raise _CommandRejectedSignalError(
                 _Rejection("InvalidArgs", f"{command.command}: {_summarize(exc)}")
             ) from None
         spec.handler(CommandContext(conn, db, command.id, version), args)
@@ -528,27 +528,27 @@ class Applier:
     ) -> _Rejection | None:
         if not conn.in_transaction:
             assert rejection is not None
-            raise _TransactionLost(command_id, rejection.error_type, rejection.message)
+            raise _TransactionLostError(command_id, rejection.error_type, rejection.message)
         conn.execute(f"ROLLBACK TO {self._savepoint}")
         conn.execute(f"RELEASE {self._savepoint}")
         return rejection
 
 
-class _Redo(Exception):
+class _RedoOneByOneError(EfsqliteError):
     """Leave the packed fast path and replay the message one command at a time."""
 
 
-def _fast_path_lost(culprit: str, exc: Exception) -> _TransactionLost | _Failed:
+def _fast_path_lost(culprit: str, exc: Exception) -> _TransactionLostError | _CommandFailedError:
     """Classify an error that ended the transaction while on the packed fast path."""
     if isinstance(exc, sqlite3.Error):
         error_type, transient = classify_sqlite_error(exc)
         if not transient:
-            return _TransactionLost(culprit, error_type, str(exc))
-        return _Failed(error_type, str(exc), batch_fatal=True)
-    return _Failed("HandlerError", repr(exc), batch_fatal=True)
+            return _TransactionLostError(culprit, error_type, str(exc))
+        return _CommandFailedError(error_type, str(exc), batch_fatal=True)
+    return _CommandFailedError("HandlerError", repr(exc), batch_fatal=True)
 
 
-class _Rejected(Exception):
+class _CommandRejectedSignalError(EfsqliteError):
     def __init__(self, rejection: _Rejection) -> None:
         super().__init__(rejection.message)
         self.rejection = rejection
@@ -596,8 +596,8 @@ def _summarize(exc: ValidationError, limit: int = 5) -> str:
     return "; ".join(parts)
 
 
-def _failed_for(command_id: str, error_type: str, message: str) -> _Failed:
-    return _Failed(error_type, message, batch_fatal=False, command_id=command_id)
+def _failed_for(command_id: str, error_type: str, message: str) -> _CommandFailedError:
+    return _CommandFailedError(error_type, message, batch_fatal=False, command_id=command_id)
 
 
 def _all_failed(
