@@ -124,13 +124,6 @@ def ensure_ledger(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def has_ledger(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (COMMANDS_TABLE,)
-    ).fetchone()
-    return row is not None
-
-
 def settled_outcomes(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, Outcome]:
     """The outcome of each id in ``ids`` that is already in the ledger."""
     unique = list(dict.fromkeys(ids))
