@@ -90,8 +90,11 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration]) -> int:
 
     Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with its
     record and the ``user_version`` bump, so a crash leaves it fully applied or not at all.
+    The ledger tables commit with the first pending migration: a reader never sees a new
+    database that has a ledger but not yet the application's tables (schema version 0).
     Already-applied migrations are checked against their recorded checksum.
     """
+    pending: list[Migration] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         ensure_ledger(conn)
@@ -99,30 +102,52 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration]) -> int:
             version: sha
             for version, sha in conn.execute(f"SELECT version, sha256 FROM {MIGRATIONS_TABLE}")
         }
+        pending = _pending(migrations, applied)
+        if pending:
+            _run_migration(conn, pending[0])
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
         raise
+    for migration in pending[1:]:
+        _apply_one(conn, migration)
+    return schema_version(conn)
+
+
+def _pending(migrations: list[Migration], applied: dict[int, str]) -> list[Migration]:
+    """The migrations still to run, after checking the applied ones against this code."""
     for migration in migrations:
         recorded = applied.get(migration.version)
-        if recorded is not None:
-            if recorded != migration.sha256:
-                raise MigrationError(
-                    f"migration {migration.version}_{migration.name} changed after it was "
-                    "applied; add a new migration instead of editing an applied one"
-                )
-            continue
-        _apply_one(conn, migration)
+        if recorded is not None and recorded != migration.sha256:
+            raise MigrationError(
+                f"migration {migration.version}_{migration.name} changed after it was "
+                "applied; add a new migration instead of editing an applied one"
+            )
     extra = set(applied) - {m.version for m in migrations}
     if extra:
         raise MigrationError(
             f"database has migrations {sorted(extra)} that this code does not know: "
             "is an older deployment running?"
         )
-    return schema_version(conn)
+    return [m for m in migrations if m.version not in applied]
 
 
 def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-check under the write lock: another writer may have applied it meanwhile.
+        if not conn.execute(
+            f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE version = ?", (migration.version,)
+        ).fetchone():
+            _run_migration(conn, migration)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _run_migration(conn: sqlite3.Connection, migration: Migration) -> None:
+    """Run one migration and record it, inside the caller's transaction."""
     statements = split_statements(migration.sql)
     for statement in statements:
         if _is_transaction_control(statement):
@@ -130,14 +155,7 @@ def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
                 f"migration {migration.version}_{migration.name}: remove transaction control "
                 f"({statement.split()[0]}); each migration already runs in one transaction"
             )
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        # Re-check under the write lock: another writer may have applied it meanwhile.
-        if conn.execute(
-            f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE version = ?", (migration.version,)
-        ).fetchone():
-            conn.execute("COMMIT")
-            return
         for statement in statements:
             conn.execute(statement)
         conn.execute(
@@ -146,15 +164,10 @@ def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
             (migration.version, migration.name, migration.sha256, int(time.time() * 1000)),
         )
         conn.execute(f"PRAGMA user_version = {int(migration.version)}")
-        conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        _rollback(conn)
         raise MigrationError(
             f"migration {migration.version}_{migration.name} failed: {exc}"
         ) from exc
-    except BaseException:
-        _rollback(conn)
-        raise
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

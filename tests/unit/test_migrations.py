@@ -65,6 +65,35 @@ def test_failed_migration_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not conn.in_transaction
 
 
+def test_fresh_database_gets_its_ledger_with_the_first_migration(tmp_path: Path) -> None:
+    # GIVEN a new database file and two migrations
+    (tmp_path / "0001_a.sql").write_text("CREATE TABLE a (x);")
+    (tmp_path / "0002_b.sql").write_text("CREATE TABLE b (x);")
+    conn = open_writer_connection(tmp_path / "db.sqlite")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    # WHEN migrating
+    assert migrate(conn, discover(tmp_path, "db")) == 2
+    # THEN the first commit holds migration 1 as well as the ledger: no reader can see a
+    # database with a ledger but without the application's tables (schema version 0)
+    commits = [i for i, sql in enumerate(statements) if sql == "COMMIT"]
+    assert len(commits) == 2
+    first_table = next(i for i, sql in enumerate(statements) if sql.startswith("CREATE TABLE a"))
+    assert first_table < commits[0]
+
+
+def test_fresh_database_whose_first_migration_fails_stays_empty(tmp_path: Path) -> None:
+    # GIVEN a new database file whose only migration fails
+    (tmp_path / "0001_bad.sql").write_text("CREATE TABLE a (x); INSERT INTO nope VALUES (1);")
+    conn = open_writer_connection(tmp_path / "db.sqlite")
+    # WHEN migrating
+    with pytest.raises(MigrationError, match=r"1_bad failed"):
+        migrate(conn, discover(tmp_path, "db"))
+    # THEN nothing was committed, not even the ledger tables
+    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+
+
 def test_transaction_control_in_a_migration_is_refused(tmp_path: Path) -> None:
     (tmp_path / "0001_tx.sql").write_text("BEGIN; CREATE TABLE a (x); COMMIT;")
     conn = open_writer_connection(tmp_path / "db.sqlite")
