@@ -6,14 +6,18 @@ local stack calls that same handler, and tests may call :class:`Writer` directly
 DO keep one :class:`Writer` per execution environment (module scope in the handler).
 DON'T share a database between writers outside the FIFO group: SQS hands a group to one
 invocation at a time, and that is the only mutual exclusion that is cheap on EFS.
+DO create a new database under a staging name and move it into place once migrated: a reader
+then finds it whole (ledger and schema) or not at all, never an empty or half-migrated file.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from efsqlite.apply import Applier, BatchResult, IncomingRecord
@@ -27,6 +31,8 @@ from efsqlite.settings import WriterSettings
 
 #: Ledger pruning runs inside a normal batch transaction at most this often per database.
 PRUNE_INTERVAL_S = 3600.0
+#: A new database is built as ``<db>.sqlite.new`` and renamed to ``<db>.sqlite`` once migrated.
+STAGING_SUFFIX = ".new"
 _DAY_MS = 86_400_000
 
 
@@ -94,19 +100,45 @@ class Writer:
             if migrations is None:
                 migrations = discover(self.settings.migrations_dir, db)
                 self._migrations[db] = migrations
-            conn = open_writer_connection(
-                database_path(self.settings.data_dir, db),
-                journal_mode=self.settings.journal_mode,
-                busy_timeout_ms=self.settings.busy_timeout_ms,
-            )
-            try:
-                migrate(conn, migrations)
-            except BaseException:
-                conn.close()
-                raise
-            opened = _OpenDatabase(conn)
+            path = database_path(self.settings.data_dir, db)
+            if not path.exists():
+                self._create(path, migrations)
+            opened = _OpenDatabase(self._open_migrated(path, migrations))
             self._databases[db] = opened
         return opened
+
+    def _open_migrated(self, path: Path, migrations: list[Migration]) -> sqlite3.Connection:
+        conn = open_writer_connection(
+            path,
+            journal_mode=self.settings.journal_mode,
+            busy_timeout_ms=self.settings.busy_timeout_ms,
+        )
+        try:
+            migrate(conn, migrations)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _create(self, path: Path, migrations: list[Migration]) -> None:
+        """Build a new database under a staging name, migrate it, then move it into place.
+
+        Readers look only at ``<db>.sqlite``, so they answer "database not found" until the
+        file appears with its ledger and every migration. A staging file left by a crash holds
+        no commands (only migrations ran in it) and is rebuilt from scratch.
+        """
+        staging = path.with_name(path.name + STAGING_SUFFIX)
+        for leftover in (staging, staging.with_name(staging.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+        self._open_migrated(staging, migrations).close()
+        # No connection is open on either name, so the rename cannot pull a file from under
+        # SQLite; the directory fsync makes the new name durable before any command commits.
+        os.rename(staging, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def apply_records(self, db: str, records: Sequence[IncomingRecord]) -> BatchResult:
         """Apply one group's records; a database that cannot open fails them all."""

@@ -389,6 +389,39 @@ def test_migrations_apply_once_in_order_across_cold_starts(
     assert rows(data_dir, "SELECT v FROM kv WHERE k = 'seed'") == [("a;b",)]
 
 
+def test_new_database_appears_only_once_fully_migrated(
+    cold_start_writer: Callable[[], ModuleType], data_dir: Path, migrations_dir: Path
+) -> None:
+    # GIVEN a new database whose second migration is broken
+    good = (migrations_dir / "0002_accounts.sql").read_text()
+    (migrations_dir / "0002_accounts.sql").write_text("CREATE TABLE accounts (x; -- broken")
+    record = sqs_record(put("n-1", "n1"))
+    # WHEN the writer gets its first command
+    response = invoke(cold_start_writer(), record)
+    # THEN the command fails and no database file exists for readers to find half-made
+    assert failures(response) == [record["messageId"]]
+    assert not (data_dir / "main.sqlite").exists()
+    # WHEN the migration is fixed and SQS redelivers
+    (migrations_dir / "0002_accounts.sql").write_text(good)
+    assert failures(invoke(cold_start_writer(), redelivered(record))) == []
+    # THEN the database appears migrated with the command applied, and no staging file stays
+    assert rows(data_dir, "PRAGMA user_version") == [(2,)]
+    assert rows(data_dir, "SELECT v FROM kv WHERE k = 'n1'") == [("x",)]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["main.sqlite"]
+
+
+def test_staging_file_left_by_a_crash_is_rebuilt(app: ModuleType, data_dir: Path) -> None:
+    # GIVEN a staging file and journal left by a writer killed while creating the database
+    (data_dir / "main.sqlite.new").write_bytes(b"half a database")
+    (data_dir / "main.sqlite.new-journal").write_bytes(b"half a journal")
+    # WHEN the next writer gets a command
+    assert failures(invoke(app, sqs_record(put("s-1", "s1")))) == []
+    # THEN it built the database afresh and applied the command
+    assert rows(data_dir, "PRAGMA integrity_check") == [("ok",)]
+    assert rows(data_dir, "SELECT v FROM kv WHERE k = 's1'") == [("x",)]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["main.sqlite"]
+
+
 def test_edited_migration_fails_the_batch_instead_of_guessing(
     cold_start_writer: Callable[[], ModuleType], data_dir: Path
 ) -> None:
