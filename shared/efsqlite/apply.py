@@ -41,20 +41,6 @@ from efsqlite.models import (
 )
 from efsqlite.types import Outcome
 
-#: Primary SQLite result codes that mean "the system could not decide": retry later.
-_TRANSIENT_CODES = {
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_NOMEM,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_INTERRUPT,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_CORRUPT,
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_PROTOCOL,
-    sqlite3.SQLITE_NOTADB,
-}
 #: Transient codes after which SQLite may have rolled the transaction back on its own: the
 #: whole batch is abandoned rather than committing on top of an uncertain state.
 _BATCH_FATAL_CODES = {
@@ -65,6 +51,13 @@ _BATCH_FATAL_CODES = {
     sqlite3.SQLITE_CANTOPEN,
     sqlite3.SQLITE_PROTOCOL,
     sqlite3.SQLITE_NOTADB,
+}
+#: Primary SQLite result codes that mean "the system could not decide": retry later.
+_TRANSIENT_CODES = _BATCH_FATAL_CODES | {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_INTERRUPT,
 }
 _MAX_RESTARTS = 16
 

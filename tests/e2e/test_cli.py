@@ -81,17 +81,9 @@ def test_import_csv_chunks_resumes_and_never_duplicates(stack: Stack, tmp_path: 
         for i in range(2000):
             out.writerow([f"imp-{i:05d}", f'imported, with "quotes" {i}'])
     # WHEN it is imported through the queue, 300 rows per command
-    first = stack.cli(
-        "import",
-        str(path),
-        "--db",
-        "main",
-        "--table",
-        "todos",
-        "--rows-per-command",
-        "300",
-        "--wait",
-    )
+    import_args = ("import", str(path), "--db", "main", "--table", "todos")
+    import_args += ("--rows-per-command", "300", "--wait")
+    first = stack.cli(*import_args)
     # THEN all rows are there, in 7 commands, with a progress bar on stderr
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
@@ -106,17 +98,7 @@ def test_import_csv_chunks_resumes_and_never_duplicates(stack: Stack, tmp_path: 
     state = json.loads(progress.read_text())
     state.update(rows_sent=900, chunks_sent=3)
     progress.write_text(json.dumps(state))
-    again = stack.cli(
-        "import",
-        str(path),
-        "--db",
-        "main",
-        "--table",
-        "todos",
-        "--rows-per-command",
-        "300",
-        "--wait",
-    )
+    again = stack.cli(*import_args)
     # THEN it resumes after row 900 and the resent chunks are duplicates, not new rows
     assert again.returncode == 0, again.stderr
     assert "resuming after 900 rows" in again.stderr
