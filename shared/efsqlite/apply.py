@@ -1,32 +1,52 @@
-"""The stateless command applier: SQS-shaped records in, one transaction and outcomes out.
+"""The stateless command applier: SQS-shaped records in, transactions and outcomes out.
 
 The writer Lambda, the local stack, the tests and the benchmarks all call :class:`Applier`, so
 there is one implementation of the rules in docs/architecture.md ("Outcomes"):
 
 - **applied**: the command's statements ran; its ledger row commits with them.
 - **rejected**: the database or the registry said no (constraint, bad SQL, bad args, unknown
-  command, a refused action). Recorded and acknowledged, so the FIFO group moves on.
+  command, a refused action, a spent work budget). Recorded and acknowledged, so the FIFO
+  group moves on. Every rejection is the same answer on every retry.
 - **failed**: the system could not decide (I/O error, lock timeout, schema not migrated yet, a
-  bug in a handler). The record and every later record of its group are handed back for SQS
-  to redeliver; earlier records commit.
+  bug in a handler, the invocation running out of time). The record and every later record of
+  its group are handed back for SQS to redeliver; earlier records commit.
 
 A batch for one database is one ``BEGIN IMMEDIATE`` transaction with a savepoint per command:
 one commit (a handful of fsyncs) for the whole batch, however many commands it packs.
 
+Guards, so that no command can make the ledger lie, crash the writer or hold its group:
+
+- **An allow-list authorizer** (:mod:`efsqlite.sqlpolicy`): commands may read the database's
+  own tables, write its tables but not the ledger's or SQLite's, and call listed functions.
+  Everything else is denied, transaction control under any name included. Our own
+  ``SAVEPOINT``/``RELEASE`` run with the caller checks off, and caller SQL is prepared as
+  ``caller_sql(text)``, so the savepoint's name is no secret: a command that names it, or
+  sends the exact text of one of our statements, is still refused.
+- **A work budget** in SQLite VM steps (progress handler): a command that spends it is
+  rejected ``ResourceLimit``. Value sizes (``SQLITE_LIMIT_LENGTH``) and SQLite's heap are
+  capped where the connection opens (``efsqlite.connections``, ``efsqlite.writer``).
+- **The invocation's deadline**: no new command starts past it and a running one is
+  interrupted; what settled commits and the rest is handed back as failed, so the writer is
+  never killed mid-batch.
+- **A lost transaction** (``INSERT OR ROLLBACK``, ``RAISE(ROLLBACK)``, an interrupted write:
+  SQLite rolls back everything, not just the savepoint) is replayed from the last commit with
+  the culprit rejected, and committed at once. So each command runs at most twice, however
+  many of a batch's commands lose the transaction.
+
 DO apply a group's records in the order SQS delivered them. DON'T acknowledge a record whose
-transaction did not commit.
+transaction did not commit. DON'T run caller SQL except as ``caller_sql(text)``.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import math
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from efsqlite import ledger
 from efsqlite.commands import CommandContext, CommandRegistry
@@ -34,17 +54,27 @@ from efsqlite.exceptions import CommandRejectedError, EfsqliteError
 from efsqlite.ledger import LedgerEntry
 from efsqlite.models import (
     MAX_ID_LENGTH,
+    MAX_PACKED_COMMANDS,
     AnyCommand,
+    Command,
     NamedCommand,
     StatementsCommand,
+    is_text,
     parse_message,
+)
+from efsqlite.sqlpolicy import (
+    MODULE_PRAGMAS,
+    SCHEMA_TABLES,
+    caller_sql,
+    function_allow_list,
+    read_schema_names,
+    reads_allowed,
 )
 from efsqlite.types import Outcome
 
 #: Transient codes after which SQLite may have rolled the transaction back on its own: the
 #: whole batch is abandoned rather than committing on top of an uncertain state.
 _BATCH_FATAL_CODES = {
-    sqlite3.SQLITE_NOMEM,
     sqlite3.SQLITE_IOERR,
     sqlite3.SQLITE_CORRUPT,
     sqlite3.SQLITE_FULL,
@@ -59,35 +89,27 @@ _TRANSIENT_CODES = _BATCH_FATAL_CODES | {
     sqlite3.SQLITE_READONLY,
     sqlite3.SQLITE_INTERRUPT,
 }
-_MAX_RESTARTS = 16
+#: A command that needs more memory or a bigger value than the caps allow: the same answer
+#: every time the command runs against the same state, so it is rejected, not retried.
+_RESOURCE_CODES = {sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_TOOBIG}
 
-_DENIED_ACTIONS = {
-    sqlite3.SQLITE_CREATE_INDEX,
-    sqlite3.SQLITE_CREATE_TABLE,
-    sqlite3.SQLITE_CREATE_TEMP_INDEX,
-    sqlite3.SQLITE_CREATE_TEMP_TABLE,
-    sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
-    sqlite3.SQLITE_CREATE_TEMP_VIEW,
-    sqlite3.SQLITE_CREATE_TRIGGER,
-    sqlite3.SQLITE_CREATE_VIEW,
-    sqlite3.SQLITE_CREATE_VTABLE,
-    sqlite3.SQLITE_DROP_INDEX,
-    sqlite3.SQLITE_DROP_TABLE,
-    sqlite3.SQLITE_DROP_TEMP_INDEX,
-    sqlite3.SQLITE_DROP_TEMP_TABLE,
-    sqlite3.SQLITE_DROP_TEMP_TRIGGER,
-    sqlite3.SQLITE_DROP_TEMP_VIEW,
-    sqlite3.SQLITE_DROP_TRIGGER,
-    sqlite3.SQLITE_DROP_VIEW,
-    sqlite3.SQLITE_DROP_VTABLE,
-    sqlite3.SQLITE_ALTER_TABLE,
-    sqlite3.SQLITE_ANALYZE,
-    sqlite3.SQLITE_REINDEX,
-    sqlite3.SQLITE_ATTACH,
-    sqlite3.SQLITE_DETACH,
-    sqlite3.SQLITE_PRAGMA,
-    sqlite3.SQLITE_TRANSACTION,
-}
+#: The work budget counts VM steps in units of this many (one progress-handler call each).
+PROGRESS_STEPS = 1000
+#: About a second of SQLite work here (``python bench/bench_budget.py``: 90 M steps/s, so
+#: 1.1 s); a plain INSERT takes well under 100 steps.
+DEFAULT_STEP_BUDGET = 100_000_000
+#: After the deadline interrupts a writing statement (which loses the transaction), the
+#: commands before it are replayed and committed; the replay may run this much past it.
+REPLAY_GRACE_S = 0.5
+
+_SAVEPOINT = "efsqlite_command"
+_SAVEPOINT_SQL = f"SAVEPOINT {_SAVEPOINT}"
+_RELEASE_SQL = f"RELEASE {_SAVEPOINT}"
+_ROLLBACK_TO_SQL = f"ROLLBACK TO {_SAVEPOINT}"
+
+_OK = sqlite3.SQLITE_OK
+_DENY = sqlite3.SQLITE_DENY
+_ALWAYS_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE}
 _WRITE_ACTIONS = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
 
 
@@ -126,10 +148,12 @@ class BatchResult:
     failure_message: str | None = None
     position: str | None = None
     commit_ms: float = 0.0
+    #: Transactions committed: 1 normally, one more per command that lost the transaction.
+    commits: int = 0
 
 
 class _CommandFailedError(EfsqliteError):
-    """A command failed; ``batch_fatal`` means nothing in this transaction may commit."""
+    """A command failed; ``batch_fatal`` means nothing since the last commit may commit."""
 
     def __init__(
         self, error_type: str, message: str, *, batch_fatal: bool, command_id: str | None = None
@@ -140,8 +164,20 @@ class _CommandFailedError(EfsqliteError):
         self.command_id = command_id
 
 
+class _DeadlineLostError(EfsqliteError):
+    """The deadline interrupted a writing statement, and SQLite rolled back the transaction.
+
+    ``at`` is the (record, command) index of the interrupted command; the walk fills it in.
+    """
+
+    def __init__(self, position: int | None = None) -> None:
+        super().__init__("the invocation ran short of time inside a writing statement")
+        self.position = position
+        self.at: tuple[int, int] | None = None
+
+
 class _TransactionLostError(EfsqliteError):
-    """A command's own SQL ended the transaction (``ON CONFLICT ROLLBACK``, ``RAISE(ROLLBACK)``)."""
+    """A command's own SQL ended the transaction (``ON CONFLICT ROLLBACK``, an interrupt...)."""
 
     def __init__(self, command_id: str, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -149,22 +185,144 @@ class _TransactionLostError(EfsqliteError):
         self.error_type = error_type
 
 
-@dataclass(slots=True)
-class _BatchState:
-    """What one transaction attempt accumulates while it walks the records."""
-
-    db: str
-    schema_version: int
-    known: dict[str, Outcome]
-    forced: dict[str, _Rejection]
-    result: BatchResult
-    entries: list[LedgerEntry] = field(default_factory=list)
-
-
 @dataclass(frozen=True, slots=True)
 class _Rejection:
     error_type: str
     message: str
+
+
+class _Guard:
+    """The authorizer and progress handler of one batch.
+
+    ``active`` is True only while caller SQL runs (a raw statement or a named handler); our
+    own statements run with it off. The budget and the deadline are checked every
+    :data:`PROGRESS_STEPS` VM steps; ``tripped`` says which one interrupted the statement.
+    """
+
+    __slots__ = ("active", "budget", "deadline", "functions", "schema", "steps", "tripped")
+
+    def __init__(
+        self, schema: frozenset[str], functions: frozenset[str], budget: int, deadline: float
+    ) -> None:
+        self.active = False
+        self.schema = schema
+        self.functions = functions
+        self.budget = budget
+        self.deadline = deadline
+        self.steps = 0
+        self.tripped: str | None = None
+
+    def start(self) -> None:
+        """Caller SQL is about to run: a fresh budget, checks on."""
+        self.steps = 0
+        self.tripped = None
+        self.active = True
+
+    def authorize(
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+    ) -> int:
+        if not self.active or action in _ALWAYS_ALLOWED:
+            return _OK
+        if action == sqlite3.SQLITE_READ:
+            return _OK if reads_allowed(arg1, arg2, self.schema) else _DENY
+        if action == sqlite3.SQLITE_FUNCTION:
+            return _OK if (arg2 or "").lower() in self.functions else _DENY
+        if action == sqlite3.SQLITE_PRAGMA:
+            return _OK if arg1 in MODULE_PRAGMAS and arg2 is None else _DENY
+        if action in _WRITE_ACTIONS:
+            name = (arg1 or "").lower()
+            if action == sqlite3.SQLITE_UPDATE and name in SCHEMA_TABLES:
+                # A virtual table's constructor declaring its columns; SQLite itself refuses
+                # a real write to the schema table (writable_schema is a denied PRAGMA).
+                return _OK
+            if (
+                name in self.schema
+                and not name.startswith(ledger.INTERNAL_PREFIX)
+                and not name.startswith("sqlite_")
+            ):
+                return _OK
+        return _DENY
+
+    def progress(self) -> int:
+        if not self.active:
+            return 0
+        self.steps += PROGRESS_STEPS
+        if self.steps > self.budget:
+            self.tripped = "budget"
+            return 1
+        if time.monotonic() > self.deadline:
+            self.tripped = "deadline"
+            return 1
+        return 0
+
+
+@dataclass(slots=True)
+class _Segment:
+    """What the transaction since the last commit holds; dropped whole if it is lost."""
+
+    entries: list[LedgerEntry] = field(default_factory=list)
+    settled: list[str] = field(default_factory=list)
+    top_position: str | None = None
+    applied: int = 0
+    duplicates: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    added_known: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Run:
+    """One call of :meth:`Applier.apply`: the records, what is committed, where to go on."""
+
+    db: str
+    records: Sequence[IncomingRecord]
+    parsed: list[list[AnyCommand | _BadBody] | _BadBody]
+    guard: _Guard
+    schema_version: int
+    known: dict[str, Outcome]
+    had_failures: bool
+    now_ms: int
+    result: BatchResult
+    forced: dict[str, _Rejection] = field(default_factory=dict)
+    segment: _Segment = field(default_factory=_Segment)
+    #: Where the transaction since the last commit began: (record index, command index).
+    start: tuple[int, int] = (0, 0)
+    #: The command the deadline interrupted: the replay stops before it.
+    stop_at: tuple[int, int] | None = None
+
+    def remember(self, command_id: str, outcome: Outcome) -> None:
+        self.known[command_id] = outcome
+        self.segment.added_known.append(command_id)
+
+    def settle(self, index: int) -> None:
+        self.segment.settled.append(self.records[index].message_id)
+        self.segment.top_position = ledger.encode_position(self.records[index].sequence_number)
+
+    def rewind(self) -> None:
+        """The transaction since the last commit is gone: forget what it did."""
+        for command_id in self.segment.added_known:
+            self.known.pop(command_id, None)
+        self.segment = _Segment()
+
+    def committed(self, next_start: tuple[int, int]) -> None:
+        """The segment is durable: add it to the result and go on from ``next_start``."""
+        seg, result = self.segment, self.result
+        result.settled.extend(seg.settled)
+        result.applied += seg.applied
+        result.duplicates += seg.duplicates
+        result.rejections.extend(seg.rejections)
+        if seg.top_position is not None:
+            result.position = ledger.decode_position(seg.top_position)
+        result.commits += 1
+        self.segment = _Segment()
+        self.start = next_start
+
+    def fail_rest(self, error_type: str, message: str) -> BatchResult:
+        """Hand back every record not settled by a commit; what committed stays settled."""
+        self.rewind()
+        result = self.result
+        result.failed = [r.message_id for r in self.records[self.start[0] :]]
+        result.failure_type, result.failure_message = error_type, message
+        return result
 
 
 def classify_sqlite_error(exc: sqlite3.Error) -> tuple[str, bool]:
@@ -175,7 +333,10 @@ def classify_sqlite_error(exc: sqlite3.Error) -> tuple[str, bool]:
         return ("InvalidStatement", False)
     if code & 0xFF in _TRANSIENT_CODES:
         return (str(name or "SQLiteError"), True)
-    if code & 0xFF == sqlite3.SQLITE_AUTH:
+    if code & 0xFF in _RESOURCE_CODES:
+        return ("ResourceLimit", False)
+    # A denied function is SQLITE_ERROR "not authorized to use function: ...".
+    if code & 0xFF == sqlite3.SQLITE_AUTH or str(exc).startswith("not authorized"):
         return ("NotAllowed", False)
     if code & 0xFF == sqlite3.SQLITE_CONSTRAINT:
         return ("ConstraintViolation", False)
@@ -190,28 +351,15 @@ class Applier:
         registry: CommandRegistry | None = None,
         *,
         allow_raw_statements: bool = True,
+        step_budget: int = DEFAULT_STEP_BUDGET,
+        extra_functions: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry if registry is not None else CommandRegistry()
         self.allow_raw_statements = allow_raw_statements
+        self.step_budget = step_budget
+        self.functions = function_allow_list(extra_functions)
         self.clock = clock
-        # Unguessable, so a command's own SAVEPOINT/RELEASE can be told apart from ours.
-        self._savepoint = f"efsqlite_{secrets.token_hex(8)}"
-
-    # -- the command-phase authorizer -------------------------------------------------------
-    def _authorize(
-        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
-    ) -> int:
-        if action == sqlite3.SQLITE_SAVEPOINT:
-            return sqlite3.SQLITE_OK if arg2 == self._savepoint else sqlite3.SQLITE_DENY
-        if action in _DENIED_ACTIONS:
-            return sqlite3.SQLITE_DENY
-        if action in _WRITE_ACTIONS and arg1 is not None:
-            if arg1.startswith(ledger.INTERNAL_PREFIX):
-                return sqlite3.SQLITE_DENY
-        elif action == sqlite3.SQLITE_FUNCTION and arg2 == "load_extension":
-            return sqlite3.SQLITE_DENY
-        return sqlite3.SQLITE_OK
 
     # -- public entry point -----------------------------------------------------------------
     def apply(
@@ -221,31 +369,14 @@ class Applier:
         records: Sequence[IncomingRecord],
         *,
         prune_before_ms: int | None = None,
+        deadline: float = math.inf,
     ) -> BatchResult:
-        """Apply ``records`` (one FIFO group, in order) to database ``db`` in one transaction."""
-        forced: dict[str, _Rejection] = {}
-        for _ in range(_MAX_RESTARTS):
-            try:
-                return self._apply_once(conn, db, records, forced, prune_before_ms)
-            except _TransactionLostError as lost:
-                # The command's SQL rolled back the whole transaction. Nothing committed:
-                # run the batch again with that command settled as rejected.
-                forced[lost.command_id] = _Rejection(lost.error_type, str(lost))
-        return _all_failed(
-            db, records, "TooManyRestarts", "commands kept rolling back the batch transaction"
-        )
+        """Apply ``records`` (one FIFO group, in order) to database ``db``.
 
-    def _apply_once(
-        self,
-        conn: sqlite3.Connection,
-        db: str,
-        records: Sequence[IncomingRecord],
-        forced: dict[str, _Rejection],
-        prune_before_ms: int | None,
-    ) -> BatchResult:
-        result = BatchResult(db=db)
+        ``deadline`` is a ``time.monotonic()`` value: no command starts after it, and one
+        still running then is interrupted; what settled before it commits.
+        """
         parsed = [self._parse(record, db) for record in records]
-        now_ms = int(self.clock() * 1000)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -254,106 +385,186 @@ class Applier:
         try:
             ids = [c.id for commands in parsed if isinstance(commands, list) for c in commands]
             ids += [r.id for r in parsed if isinstance(r, _BadBody)]
-            state = _BatchState(
+            guard = _Guard(read_schema_names(conn), self.functions, self.step_budget, deadline)
+            run = _Run(
                 db=db,
+                records=records,
+                parsed=parsed,
+                guard=guard,
                 schema_version=ledger.schema_version(conn),
                 known=ledger.settled_outcomes(conn, ids),
-                forced=forced,
-                result=result,
+                had_failures=ledger.has_failures(conn),
+                now_ms=int(self.clock() * 1000),
+                result=BatchResult(db=db),
             )
-            had_failures = ledger.has_failures(conn)
-            settled_positions: list[str] = []
-            failure: tuple[int, str, str, str | None] | None = None  # index, type, msg, id
-            conn.set_authorizer(self._authorize)
-            try:
-                for index, (record, item) in enumerate(zip(records, parsed, strict=True)):
-                    position = ledger.encode_position(record.sequence_number)
-                    if isinstance(item, _BadBody):
-                        self._settle_bad_body(record, item, state)
-                        settled_positions.append(position)
-                        result.settled.append(record.message_id)
-                        continue
-                    try:
-                        if len(item) == 1 or not self._apply_packed_fast(conn, item, record, state):
-                            for command in item:
-                                self._apply_command(conn, command, record, state)
-                    except _CommandFailedError as exc:
-                        if exc.batch_fatal:
-                            raise
-                        failure = (index, exc.error_type, str(exc), exc.command_id)
-                        break
-                    settled_positions.append(position)
-                    result.settled.append(record.message_id)
-            finally:
-                conn.set_authorizer(None)
-            if failure is not None:
-                index, error_type, message, failed_id = failure
-                result.failed = [r.message_id for r in records[index:]]
-                result.failure_type, result.failure_message = error_type, message
-                if failed_id is not None:
-                    ledger.record_failure(
-                        conn,
-                        failed_id,
-                        message_id=records[index].message_id,
-                        error_type=error_type,
-                        error_message=message,
-                        at_ms=now_ms,
-                    )
-            ledger.record_outcomes(conn, state.entries, settled_at_ms=now_ms)
-            if had_failures and state.entries:
-                ledger.clear_failures(conn, [e.id for e in state.entries])
-            if settled_positions:
-                top = max(settled_positions)
-                ledger.advance_position(conn, top)
-                result.position = ledger.decode_position(top)
-            if prune_before_ms is not None:
-                ledger.prune(conn, prune_before_ms)
-            started = time.perf_counter()
-            conn.execute("COMMIT")
-            result.commit_ms = (time.perf_counter() - started) * 1000
-            return result
-        except _TransactionLostError:
-            _rollback_quietly(conn)
-            raise
-        except _CommandFailedError as exc:
-            _rollback_quietly(conn)
-            return _all_failed(db, records, exc.error_type, str(exc))
         except sqlite3.Error as exc:
             _rollback_quietly(conn)
             error_type, _ = classify_sqlite_error(exc)
             return _all_failed(db, records, error_type, str(exc))
+        conn.set_authorizer(guard.authorize)
+        conn.set_progress_handler(guard.progress, PROGRESS_STEPS)
+        try:
+            while True:
+                try:
+                    return self._walk(conn, run, prune_before_ms)
+                except _TransactionLostError as lost:
+                    # SQLite rolled back everything since the last commit. Replay from there
+                    # with the culprit settled as rejected (and committed at once).
+                    run.rewind()
+                    if lost.command_id in run.forced:
+                        return run.fail_rest("TransactionLost", str(lost))
+                    run.forced[lost.command_id] = _Rejection(lost.error_type, str(lost))
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.Error as exc:
+                        return run.fail_rest(classify_sqlite_error(exc)[0], str(exc))
+                except _DeadlineLostError as lost:
+                    # Replay what came before the interrupted command and commit it, within
+                    # the grace period, so valid batch-mates never share its fate; it and
+                    # the rest go back to SQS.
+                    run.rewind()
+                    if run.stop_at is not None or lost.at is None:
+                        return run.fail_rest("DeadlineReached", str(lost))
+                    run.stop_at = lost.at
+                    guard.deadline += REPLAY_GRACE_S
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.Error as exc:
+                        return run.fail_rest(classify_sqlite_error(exc)[0], str(exc))
+                except _CommandFailedError as exc:
+                    _rollback_quietly(conn)
+                    return run.fail_rest(exc.error_type, str(exc))
+                except sqlite3.Error as exc:
+                    _rollback_quietly(conn)
+                    return run.fail_rest(classify_sqlite_error(exc)[0], str(exc))
         except BaseException:
             _rollback_quietly(conn)
             raise
+        finally:
+            guard.active = False
+            conn.set_progress_handler(None, 0)
+            conn.set_authorizer(None)
+
+    # -- the walk over the records ----------------------------------------------------------
+    def _walk(
+        self, conn: sqlite3.Connection, run: _Run, prune_before_ms: int | None
+    ) -> BatchResult:
+        """Apply the records from ``run.start`` on and commit; raises if the transaction is lost."""
+        records, guard = run.records, run.guard
+        failure: tuple[int, str, str, str | None] | None = None  # index, type, msg, id
+        first_record, first_command = run.start
+        for index in range(first_record, len(records)):
+            record, item = records[index], run.parsed[index]
+            if isinstance(item, _BadBody):
+                self._settle_bad_body(record, item, run)
+                run.settle(index)
+                continue
+            first = first_command if index == first_record else 0
+            settled = False
+            position = first
+            stop_here = run.stop_at is not None and run.stop_at[0] == index
+            try:
+                plain = (
+                    [c for c in item if not isinstance(c, _BadBody)]
+                    if first == 0 and not stop_here
+                    else []
+                )
+                if len(plain) == len(item) > 1 and self._apply_packed_fast(
+                    conn, plain, record, run
+                ):
+                    run.settle(index)
+                    continue
+                for position in range(first, len(item)):
+                    if time.monotonic() > guard.deadline or run.stop_at == (index, position):
+                        raise _out_of_time()
+                    element = item[position]
+                    if isinstance(element, _BadBody):
+                        self._settle_bad_body(record, element, run)
+                        continue
+                    if self._apply_command(conn, element, record, run):
+                        # The command once lost the transaction: commit it at once, so a
+                        # later loss replays from here, not from the start.
+                        settled = position + 1 == len(item)
+                        if settled:
+                            run.settle(index)
+                        next_start = (index + 1, 0) if settled else (index, position + 1)
+                        self._commit(conn, run, next_start, begin_again=True)
+            except _DeadlineLostError as lost:
+                lost.at = (index, lost.position if lost.position is not None else position)
+                raise
+            except _CommandFailedError as exc:
+                if exc.batch_fatal:
+                    raise
+                failure = (index, exc.error_type, str(exc), exc.command_id)
+                break
+            if not settled:
+                run.settle(index)
+        if failure is not None:
+            index, error_type, message, failed_id = failure
+            run.result.failed = [r.message_id for r in records[index:]]
+            run.result.failure_type, run.result.failure_message = error_type, message
+            if failed_id is not None:
+                ledger.record_failure(
+                    conn,
+                    failed_id,
+                    message_id=records[index].message_id,
+                    error_type=error_type,
+                    error_message=message,
+                    at_ms=run.now_ms,
+                )
+        if prune_before_ms is not None:
+            ledger.prune(conn, prune_before_ms)
+        self._commit(conn, run, (len(records), 0), begin_again=False)
+        return run.result
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        run: _Run,
+        next_start: tuple[int, int],
+        *,
+        begin_again: bool,
+    ) -> None:
+        """Write the segment's ledger rows and position, and commit (then begin anew)."""
+        seg = run.segment
+        ledger.record_outcomes(conn, seg.entries, settled_at_ms=run.now_ms)
+        if run.had_failures and seg.entries:
+            ledger.clear_failures(conn, [e.id for e in seg.entries])
+        if seg.top_position is not None:
+            ledger.advance_position(conn, seg.top_position)
+        started = time.perf_counter()
+        conn.execute("COMMIT")
+        run.result.commit_ms += (time.perf_counter() - started) * 1000
+        run.committed(next_start)
+        if begin_again:
+            conn.execute("BEGIN IMMEDIATE")
 
     # -- pieces -----------------------------------------------------------------------------
-    def _parse(self, record: IncomingRecord, db: str) -> list[AnyCommand] | _BadBody:
+    def _parse(self, record: IncomingRecord, db: str) -> list[AnyCommand | _BadBody] | _BadBody:
         try:
-            commands = parse_message(record.body)
+            commands: list[AnyCommand | _BadBody] = list(parse_message(record.body))
         except ValidationError as exc:
-            return _BadBody.from_validation(record, exc)
-        if commands and commands[0].db != db:
+            elements = _parse_elements(record, db)
+            return elements if elements is not None else _BadBody.from_validation(record, exc)
+        first = commands[0] if commands else None
+        if first is not None and not isinstance(first, _BadBody) and first.db != db:
             return _BadBody(
                 id=_id_from_body(record),
                 error_type="WrongMessageGroup",
                 message=(
-                    f"message group {db!r} does not match the body's db {commands[0].db!r}; "
+                    f"message group {db!r} does not match the body's db {first.db!r}; "
                     "send with MessageGroupId equal to db"
                 ),
             )
         return commands
 
-    def _settle_bad_body(
-        self,
-        record: IncomingRecord,
-        bad: _BadBody,
-        state: _BatchState,
-    ) -> None:
-        if bad.id in state.known:
-            state.result.duplicates += 1
+    def _settle_bad_body(self, record: IncomingRecord, bad: _BadBody, run: _Run) -> None:
+        seg = run.segment
+        if bad.id in run.known:
+            seg.duplicates += 1
             return
-        state.known[bad.id] = "rejected"
-        state.entries.append(
+        run.remember(bad.id, "rejected")
+        seg.entries.append(
             LedgerEntry(
                 id=bad.id,
                 outcome="rejected",
@@ -364,14 +575,14 @@ class Applier:
                 body_excerpt=ledger.excerpt(record.body),
             )
         )
-        state.result.rejections.append(Rejection(bad.id, bad.error_type, bad.message))
+        seg.rejections.append(Rejection(bad.id, bad.error_type, bad.message))
 
     def _apply_packed_fast(
         self,
         conn: sqlite3.Connection,
         commands: list[AnyCommand],
         record: IncomingRecord,
-        state: _BatchState,
+        run: _Run,
     ) -> bool:
         """Run a packed message's commands under one savepoint; False means "redo one by one".
 
@@ -381,42 +592,48 @@ class Applier:
         with a savepoint per command, which gives each command its own outcome. Either way
         every command is applied atomically or not at all.
         """
-        entries_mark, duplicates_mark = len(state.entries), state.result.duplicates
+        seg, guard = run.segment, run.guard
+        entries_mark, duplicates_mark = len(seg.entries), seg.duplicates
         added: list[str] = []
-        current = commands[0]
-        conn.execute(f"SAVEPOINT {self._savepoint}")
+        current, current_index = commands[0], 0
+        conn.execute(_SAVEPOINT_SQL)
         try:
-            for command in commands:
-                current = command
-                if command.id in state.known:
-                    state.result.duplicates += 1
+            for index, command in enumerate(commands):
+                current, current_index = command, index
+                if command.id in run.known:
+                    seg.duplicates += 1
                     continue
-                if command.id in state.forced or self._precheck(command, state.schema_version):
+                if (
+                    command.id in run.forced
+                    or time.monotonic() > guard.deadline
+                    or self._precheck(command, run.schema_version)
+                ):
                     raise _RedoOneByOneError
-                if isinstance(command, StatementsCommand):
-                    for statement in command.statements:
-                        conn.execute(statement.sql, statement.params).fetchall()
-                else:
-                    self._run_named(conn, state.db, command, state.schema_version)
-                state.known[command.id] = "applied"
+                guard.start()
+                try:
+                    self._execute(conn, run.db, command, run.schema_version)
+                finally:
+                    guard.active = False
+                run.known[command.id] = "applied"
                 added.append(command.id)
-                state.entries.append(
+                seg.entries.append(
                     LedgerEntry(command.id, "applied", record.sequence_number, record.message_id)
                 )
         except Exception as exc:
-            if not conn.in_transaction:
-                # The command's own SQL ended the transaction: restart the batch with it
-                # rejected (or, for I/O-class errors, fail the batch).
-                raise _fast_path_lost(current.id, exc) from exc
-            conn.execute(f"ROLLBACK TO {self._savepoint}")
-            conn.execute(f"RELEASE {self._savepoint}")
             for command_id in added:
-                del state.known[command_id]
-            del state.entries[entries_mark:]
-            state.result.duplicates = duplicates_mark
+                del run.known[command_id]
+            if not conn.in_transaction:
+                # The command's own SQL ended the transaction: replay with it rejected (or,
+                # for I/O-class errors and the deadline, fail the rest).
+                raise _fast_path_lost(current.id, current_index, exc, guard) from exc
+            conn.execute(_ROLLBACK_TO_SQL)
+            conn.execute(_RELEASE_SQL)
+            del seg.entries[entries_mark:]
+            seg.duplicates = duplicates_mark
             return False
-        conn.execute(f"RELEASE {self._savepoint}")
-        state.result.applied += len(added)
+        conn.execute(_RELEASE_SQL)
+        seg.added_known.extend(added)
+        seg.applied += len(added)
         return True
 
     def _apply_command(
@@ -424,18 +641,20 @@ class Applier:
         conn: sqlite3.Connection,
         command: AnyCommand,
         record: IncomingRecord,
-        state: _BatchState,
-    ) -> None:
-        result = state.result
-        if command.id in state.known:
-            result.duplicates += 1
-            return
-        rejection = state.forced.get(command.id) or self._precheck(command, state.schema_version)
+        run: _Run,
+    ) -> bool:
+        """Settle one command in the segment; True when it was a replayed culprit."""
+        seg = run.segment
+        if command.id in run.known:
+            seg.duplicates += 1
+            return False
+        forced = run.forced.get(command.id)
+        rejection = forced or self._precheck(command, run.schema_version)
         if rejection is None:
-            rejection = self._run(conn, state.db, command, state.schema_version)
+            rejection = self._run(conn, run, command)
         if rejection is None:
             entry = LedgerEntry(command.id, "applied", record.sequence_number, record.message_id)
-            result.applied += 1
+            seg.applied += 1
         else:
             entry = LedgerEntry(
                 command.id,
@@ -445,9 +664,10 @@ class Applier:
                 rejection.error_type,
                 ledger.excerpt(rejection.message),
             )
-            result.rejections.append(Rejection(command.id, rejection.error_type, rejection.message))
-        state.known[command.id] = entry.outcome
-        state.entries.append(entry)
+            seg.rejections.append(Rejection(command.id, rejection.error_type, rejection.message))
+        run.remember(command.id, entry.outcome)
+        seg.entries.append(entry)
+        return forced is not None
 
     def _precheck(self, command: AnyCommand, version: int) -> _Rejection | None:
         if command.expect_schema is not None and command.expect_schema > version:
@@ -462,22 +682,40 @@ class Applier:
             return _Rejection("NotAllowed", "raw statements are turned off; use a named command")
         return None
 
-    def _run(
+    def _execute(
         self, conn: sqlite3.Connection, db: str, command: AnyCommand, version: int
-    ) -> _Rejection | None:
-        savepoint = self._savepoint
-        conn.execute(f"SAVEPOINT {savepoint}")
+    ) -> None:
+        """Run the command's SQL with the caller checks on (the guard is active)."""
+        if isinstance(command, StatementsCommand):
+            for statement in command.statements:
+                # Stepped to the end (RETURNING, SELECT) but never kept: memory stays flat.
+                for _ in conn.execute(caller_sql(statement.sql), statement.params):
+                    pass
+        else:
+            self._run_named(conn, db, command, version)
+
+    def _run(self, conn: sqlite3.Connection, run: _Run, command: AnyCommand) -> _Rejection | None:
+        guard = run.guard
+        conn.execute(_SAVEPOINT_SQL)
+        guard.start()
         try:
-            if isinstance(command, StatementsCommand):
-                for statement in command.statements:
-                    conn.execute(statement.sql, statement.params).fetchall()
-            else:
-                self._run_named(conn, db, command, version)
+            self._execute(conn, run.db, command, run.schema_version)
         except _CommandRejectedSignalError as exc:
+            guard.active = False
             return self._undo(conn, command.id, exc.rejection)
         except CommandRejectedError as exc:
+            guard.active = False
             return self._undo(conn, command.id, _Rejection(exc.error_type, str(exc)))
         except sqlite3.Error as exc:
+            guard.active = False
+            tripped = guard.tripped
+            if tripped == "budget":
+                return self._undo(conn, command.id, _budget_rejection(command.id, guard.budget))
+            if tripped == "deadline":
+                if not conn.in_transaction:
+                    raise _DeadlineLostError() from exc
+                self._undo(conn, command.id, None)
+                raise _out_of_time() from exc
             error_type, transient = classify_sqlite_error(exc)
             code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
             if transient:
@@ -486,18 +724,32 @@ class Applier:
                 self._undo(conn, command.id, None)
                 raise _failed_for(command.id, error_type, str(exc)) from exc
             return self._undo(conn, command.id, _Rejection(error_type, str(exc)))
-        except (OverflowError, ValueError, TypeError) as exc:
+        except MemoryError:
+            # Python's sqlite3 raises MemoryError for SQLITE_NOMEM: the heap limit stopped the
+            # command, which would need as much memory on every retry.
+            guard.active = False
+            return self._undo(conn, command.id, _memory_rejection(command.id))
+        except (UnicodeEncodeError, OverflowError) as exc:
+            # A value SQLite cannot bind (a lone surrogate, an int beyond 64 bits): the
+            # command's own input, so the same answer on every retry.
+            guard.active = False
+            kind = "InvalidParams" if isinstance(command, StatementsCommand) else "InvalidArgs"
+            return self._undo(conn, command.id, _Rejection(kind, f"{type(exc).__name__}: {exc}"))
+        except (ValueError, TypeError) as exc:
+            guard.active = False
             if isinstance(command, StatementsCommand):
                 return self._undo(conn, command.id, _Rejection("InvalidParams", str(exc)))
             self._undo(conn, command.id, None)
             raise _failed_for(command.id, "HandlerError", repr(exc)) from exc
         except Exception as exc:
             # A bug in a named command's handler: the system cannot decide, so retry / DLQ.
+            guard.active = False
             if not conn.in_transaction:
                 raise _CommandFailedError("HandlerError", repr(exc), batch_fatal=True) from exc
             self._undo(conn, command.id, None)
             raise _failed_for(command.id, "HandlerError", repr(exc)) from exc
-        conn.execute(f"RELEASE {savepoint}")
+        guard.active = False
+        conn.execute(_RELEASE_SQL)
         return None
 
     def _run_named(
@@ -520,10 +772,13 @@ class Applier:
         self, conn: sqlite3.Connection, command_id: str, rejection: _Rejection | None
     ) -> _Rejection | None:
         if not conn.in_transaction:
-            assert rejection is not None
+            if rejection is None:
+                raise _CommandFailedError(
+                    "TransactionLost", "the transaction ended under a command", batch_fatal=True
+                )
             raise _TransactionLostError(command_id, rejection.error_type, rejection.message)
-        conn.execute(f"ROLLBACK TO {self._savepoint}")
-        conn.execute(f"RELEASE {self._savepoint}")
+        conn.execute(_ROLLBACK_TO_SQL)
+        conn.execute(_RELEASE_SQL)
         return rejection
 
 
@@ -531,13 +786,51 @@ class _RedoOneByOneError(EfsqliteError):
     """Leave the packed fast path and replay the message one command at a time."""
 
 
-def _fast_path_lost(culprit: str, exc: Exception) -> _TransactionLostError | _CommandFailedError:
+def _budget_rejection(command_id: str, budget: int) -> _Rejection:
+    return _Rejection(
+        "ResourceLimit",
+        f"command {command_id!r} used up its work budget of {budget:,} SQLite VM steps "
+        "(EFSQLITE_COMMAND_STEP_BUDGET)",
+    )
+
+
+def _memory_rejection(command_id: str) -> _Rejection:
+    return _Rejection(
+        "ResourceLimit",
+        f"command {command_id!r} needed more memory than SQLite's heap limit "
+        "(EFSQLITE_MAX_HEAP_MB)",
+    )
+
+
+def _out_of_time() -> _CommandFailedError:
+    return _CommandFailedError(
+        "DeadlineReached",
+        "the invocation ran short of time; the rest of the batch is handed back to SQS",
+        batch_fatal=False,
+    )
+
+
+def _fast_path_lost(
+    culprit: str, index: int, exc: Exception, guard: _Guard
+) -> _TransactionLostError | _CommandFailedError | _DeadlineLostError:
     """Classify an error that ended the transaction while on the packed fast path."""
+    if guard.tripped == "budget":
+        rejection = _budget_rejection(culprit, guard.budget)
+        return _TransactionLostError(culprit, rejection.error_type, rejection.message)
+    if guard.tripped == "deadline":
+        return _DeadlineLostError(index)
     if isinstance(exc, sqlite3.Error):
         error_type, transient = classify_sqlite_error(exc)
         if not transient:
             return _TransactionLostError(culprit, error_type, str(exc))
         return _CommandFailedError(error_type, str(exc), batch_fatal=True)
+    if isinstance(exc, CommandRejectedError):
+        return _TransactionLostError(culprit, exc.error_type, str(exc))
+    if isinstance(exc, MemoryError):
+        rejection = _memory_rejection(culprit)
+        return _TransactionLostError(culprit, rejection.error_type, rejection.message)
+    if isinstance(exc, UnicodeEncodeError | OverflowError):
+        return _TransactionLostError(culprit, "InvalidArgs", f"{type(exc).__name__}: {exc}")
     return _CommandFailedError("HandlerError", repr(exc), batch_fatal=True)
 
 
@@ -611,3 +904,81 @@ def _rollback_quietly(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
     except sqlite3.Error:
         pass
+
+
+_COMMAND_ADAPTER: TypeAdapter[StatementsCommand | NamedCommand] = TypeAdapter(Command)
+
+
+def _parse_elements(record: IncomingRecord, db: str) -> list[AnyCommand | _BadBody] | None:
+    """A packed message that failed as a whole, element by element; None if its envelope is bad.
+
+    Each invalid element is rejected under its own id (or ``message:<message id>:<index>``),
+    and its valid neighbours still apply: one typo must not strand 9,999 ids as "unknown".
+    """
+    try:
+        value = json.loads(record.body, parse_constant=_NotJson)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or set(value) != {"v", "db", "commands"}:
+        return None
+    commands = value["commands"]
+    if (
+        type(value["v"]) is not int
+        or value["v"] != 1
+        or value["db"] != db
+        or not isinstance(commands, list)
+        or not 1 <= len(commands) <= MAX_PACKED_COMMANDS
+    ):
+        return None
+    items: list[AnyCommand | _BadBody] = []
+    for index, element in enumerate(commands):
+        fallback = f"message:{record.message_id}:{index}"
+        try:
+            if _holds_non_json(element):
+                raise ValueError("NaN and Infinity are not JSON (RFC 8259)")
+            command = _COMMAND_ADAPTER.validate_python(element)
+        except (ValidationError, ValueError, RecursionError) as exc:
+            claimed = element.get("id") if isinstance(element, dict) else None
+            usable = (
+                isinstance(claimed, str) and 0 < len(claimed) <= MAX_ID_LENGTH and is_text(claimed)
+            )
+            if isinstance(exc, ValidationError):
+                message = _summarize(exc)
+            else:
+                message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            items.append(
+                _BadBody(
+                    id=claimed if usable and isinstance(claimed, str) else fallback,
+                    error_type="InvalidMessage",
+                    message=f"commands[{index}]: {message}",
+                )
+            )
+            continue
+        if command.db != db:
+            items.append(
+                _BadBody(
+                    id=command.id,
+                    error_type="WrongDatabase",
+                    message=f"commands[{index}].db is {command.db!r} but the envelope's is {db!r}",
+                )
+            )
+            continue
+        items.append(command)
+    return items
+
+
+class _NotJson:
+    """What ``NaN``/``Infinity`` in a body parse to: no model accepts it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _holds_non_json(value: object) -> bool:
+    if isinstance(value, _NotJson):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_non_json(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_non_json(v) for v in value)
+    return False

@@ -15,8 +15,10 @@ it with ``EFSQLITE_COMMANDS=package.module:registry``::
 
 DO raise :class:`~efsqlite.exceptions.CommandRejectedError` for business-rule failures: the
 command is recorded as rejected and the FIFO group moves on.
+DO run SQL through ``ctx.execute``/``ctx.query``: they prepare it as caller SQL, under the
+same allow-list, work budget and caps as a raw command. DON'T use ``ctx.connection`` for SQL.
 DON'T commit, open savepoints or talk to other systems from a handler: it runs inside the
-writer's batch transaction and may be rolled back.
+writer's batch transaction and may be rolled back (transaction control is denied anyway).
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from efsqlite.exceptions import RegistryError
+from efsqlite.exceptions import CommandRejectedError, RegistryError
 from efsqlite.loading import load_object
+from efsqlite.sqlpolicy import caller_sql
 from efsqlite.types import SqlParams, SqlValue
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+#: Rows :meth:`CommandContext.query` returns at most; more rejects the command
+#: (``ResourceLimit``), so a handler's reads cannot grow the writer's memory without bound.
+MAX_QUERY_ROWS = 10_000
 
 
 @dataclass(slots=True)
@@ -45,10 +52,24 @@ class CommandContext:
     schema_version: int
 
     def execute(self, sql: str, params: SqlParams | Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self.connection.execute(sql, params)
+        """Run one statement of the handler's, under the caller checks."""
+        return self.connection.execute(caller_sql(sql), params)
 
     def query(self, sql: str, params: SqlParams | Sequence[Any] = ()) -> list[tuple[SqlValue, ...]]:
-        return list(self.connection.execute(sql, params))
+        """The rows of one statement; more than :data:`MAX_QUERY_ROWS` rejects the command."""
+        cursor = self.connection.execute(caller_sql(sql), params)
+        try:
+            rows: list[tuple[SqlValue, ...]] = []
+            for row in cursor:
+                if len(rows) >= MAX_QUERY_ROWS:
+                    raise CommandRejectedError(
+                        f"a query in the handler returned more than {MAX_QUERY_ROWS} rows",
+                        error_type="ResourceLimit",
+                    )
+                rows.append(row)
+            return rows
+        finally:
+            cursor.close()
 
 
 Handler = Callable[[CommandContext, ArgsT], None]

@@ -11,6 +11,7 @@ connection to it: POSIX ``close()`` on any descriptor drops that process's locks
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +19,12 @@ from efsqlite.names import check_db_name
 from efsqlite.types import JournalMode
 
 DATABASE_SUFFIX = ".sqlite"
+#: SQLite's heap limit (MiB) when neither a setting nor Lambda's memory size gives one.
+DEFAULT_HEAP_MB = 256
+#: Inclusive bounds of a heap limit setting (MiB).
+HEAP_MB_BOUNDS = (16, 10_240)
+#: Set by Lambda: the function's memory in MB. The default heap limit is half of it.
+LAMBDA_MEMORY_VAR = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 #: Statements are prepared once and reused; packed batches repeat the same SQL text a lot.
 STATEMENT_CACHE_SIZE = 512
 
@@ -28,12 +35,20 @@ def database_path(data_dir: Path, db: str) -> Path:
 
 
 def open_writer_connection(
-    path: Path, *, journal_mode: JournalMode = "DELETE", busy_timeout_ms: int = 5000
+    path: Path,
+    *,
+    journal_mode: JournalMode = "DELETE",
+    busy_timeout_ms: int = 5000,
+    max_value_bytes: int | None = None,
 ) -> sqlite3.Connection:
     """Open (creating if needed) the single read-write connection for one database.
 
     The connection is in autocommit mode (``isolation_level=None``): the writer issues
     ``BEGIN IMMEDIATE``/``COMMIT`` itself, so a batch is exactly one transaction.
+    ``max_value_bytes`` caps any string or blob (``SQLITE_LIMIT_LENGTH``): a command that
+    builds a bigger one fails at once with ``SQLITE_TOOBIG``. No attached databases, no
+    worker threads; ``trusted_schema=OFF`` and, where Python offers it (3.12+),
+    ``SQLITE_DBCONFIG_DEFENSIVE``, which makes virtual tables' shadow tables read-only to SQL.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
@@ -51,10 +66,44 @@ def open_writer_connection(
             )
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA trusted_schema=OFF")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_WORKER_THREADS, 0)
+        if max_value_bytes is not None:
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
+        defensive = getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE", None)
+        if defensive is not None and hasattr(conn, "setconfig"):
+            conn.setconfig(defensive, True)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def default_heap_mb(environ: Mapping[str, str]) -> int:
+    """Half the function's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), else 256 MiB."""
+    memory = environ.get(LAMBDA_MEMORY_VAR, "").strip()
+    if memory.isascii() and memory.isdigit() and int(memory) > 0:
+        low, high = HEAP_MB_BOUNDS
+        return min(max(int(memory) // 2, low), high)
+    return DEFAULT_HEAP_MB
+
+
+def set_hard_heap_limit(limit_bytes: int) -> int:
+    """Lower SQLite's process-wide hard heap limit; returns the limit now in force.
+
+    ``PRAGMA hard_heap_limit`` only ever lowers the limit (SQLite ignores a higher value), so
+    in one process the smallest limit anyone set wins, for every connection, writer and
+    reader alike. A statement that needs more fails with ``SQLITE_NOMEM`` (Python raises
+    ``MemoryError``) instead of taking the execution environment down.
+    """
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"PRAGMA hard_heap_limit={int(limit_bytes)}")
+        (limit,) = conn.execute("PRAGMA hard_heap_limit").fetchone()
+    finally:
+        conn.close()
+    return int(limit)
 
 
 def readonly_uri(path: Path, *, immutable: bool = False) -> str:

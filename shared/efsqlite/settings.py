@@ -14,10 +14,15 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from efsqlite.apply import DEFAULT_STEP_BUDGET
+from efsqlite.connections import default_heap_mb
 from efsqlite.exceptions import InvalidSettingError
 from efsqlite.types import JournalMode
 
 ENV_PREFIX = "EFSQLITE_"
+#: Four SQS messages' worth: a value a command builds may exceed its own message, a little.
+DEFAULT_MAX_VALUE_BYTES = 4 * 1_048_576
+
 #: Where the SAM template mounts the EFS access point. Lambda requires ``/mnt/<name>``.
 DEFAULT_DATA_DIR = Path("/mnt/efsqlite")
 #: Above SQS's 14-day maximum retention twice over (source queue, then DLQ), so a redriven
@@ -86,3 +91,41 @@ class WriterSettings(_Settings):
     allow_raw_statements: bool = Field(
         True, description="Accept commands carrying raw SQL 'statements'."
     )
+    command_step_budget: int = Field(
+        DEFAULT_STEP_BUDGET,
+        ge=10_000,
+        le=100_000_000_000,
+        description=(
+            "SQLite VM steps one command may take (about 1 s per 100 M here); more rejects it "
+            "with ResourceLimit, the same answer on every retry."
+        ),
+    )
+    max_value_bytes: int = Field(
+        DEFAULT_MAX_VALUE_BYTES,
+        ge=1024,
+        le=1_000_000_000,
+        description="Largest string or blob a command may build or store (SQLITE_LIMIT_LENGTH).",
+    )
+    max_heap_mb: int | None = Field(
+        None,
+        ge=16,
+        le=10_240,
+        description=(
+            "SQLite's heap limit in MiB; unset means half the function's memory "
+            "(AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or 256 outside Lambda."
+        ),
+    )
+    extra_functions: str = Field(
+        "",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$|^$",
+        description="Comma-separated SQL functions the deployer registers, allowed in commands.",
+    )
+
+    def extra_function_names(self) -> list[str]:
+        return [name for name in self.extra_functions.split(",") if name]
+
+    def heap_limit_bytes(self, environ: Mapping[str, str] | None = None) -> int:
+        """The heap limit to set: the setting, else half the function's memory, else 256 MiB."""
+        if self.max_heap_mb is not None:
+            return self.max_heap_mb << 20
+        return default_heap_mb(os.environ if environ is None else environ) << 20

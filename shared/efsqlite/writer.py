@@ -12,23 +12,28 @@ then finds it whole (ledger and schema) or not at all, never an empty or half-mi
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from efsqlite.apply import Applier, BatchResult, IncomingRecord
 from efsqlite.commands import CommandRegistry, load_registry
-from efsqlite.connections import database_path, open_writer_connection
-from efsqlite.exceptions import EfsqliteError
-from efsqlite.ledger import encode_position
+from efsqlite.connections import database_path, open_writer_connection, set_hard_heap_limit
+from efsqlite.exceptions import EfsqliteError, InvalidDatabaseNameError
+from efsqlite.ledger import InvalidSequenceNumberError, encode_position, excerpt
 from efsqlite.migrations import Migration, discover, migrate
-from efsqlite.names import check_db_name
+from efsqlite.models import body_text, is_text
+from efsqlite.names import DB_NAME_PATTERN, check_db_name
 from efsqlite.settings import WriterSettings
 
+#: Time kept back from the invocation's remaining time to write the ledger, commit and answer:
+#: no command starts later than this before Lambda's timeout.
+DEADLINE_MARGIN_S = 1.0
 #: Ledger pruning runs inside a normal batch transaction at most this often per database.
 PRUNE_INTERVAL_S = 3600.0
 #: A new database is built as ``<db>.sqlite.new`` and renamed to ``<db>.sqlite`` once migrated.
@@ -60,22 +65,104 @@ class EventResult:
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids()]}
 
 
-def record_from_event(raw: Mapping[str, Any]) -> IncomingRecord:
+class UnroutableRecordError(EfsqliteError, ValueError):
+    """A record that cannot be handed to a database: not shaped as Lambda's SQS FIFO sends it.
+
+    ``message_id`` names it in ``batchItemFailures`` (``""`` when it has no usable one);
+    ``group`` is its ``MessageGroupId`` when that is a string, else ``None``, so the records
+    after it in its group (or, with ``None``, all of them) can be held back in FIFO order.
+    """
+
+    def __init__(self, reason: str, *, message_id: str = "", group: str | None = None) -> None:
+        super().__init__(reason)
+        self.message_id = message_id
+        self.group = group
+
+
+def _shown(value: object) -> str:
+    """A short, printable, never-raising description of an untrusted value (for reasons)."""
+    if isinstance(value, str):
+        return ascii(value[:64]) + ("..." if len(value) > 64 else "")
+    return f"a {type(value).__name__}"
+
+
+def record_from_event(raw: object) -> IncomingRecord:
     """Reduce one Lambda SQS record to an :class:`IncomingRecord`.
 
-    Raises ``KeyError``/``TypeError``/``ValueError`` for a record that is not a FIFO record
-    (no ``SequenceNumber``: the queue is not FIFO) or whose group is not a database name.
+    Raises :class:`UnroutableRecordError` (and nothing else) for what Lambda's SQS FIFO event
+    source never sends: a record that is not an object; a ``messageId`` that is not a
+    non-empty string of Unicode text; ``attributes`` that are not an object; no
+    ``SequenceNumber`` (the queue is not FIFO) or one that is not 1 to 40 ASCII digits; a
+    ``MessageGroupId`` that is not a database name; an ``ApproximateReceiveCount`` that is
+    there but not ASCII digits; a ``body`` that is not a string (bytes are read as UTF-8).
+    A body that is not Unicode text is *not* unroutable: :func:`efsqlite.models.body_text`
+    makes it storable, and the parser then rejects it under its own id.
     """
-    attributes = raw["attributes"]
-    sequence_number = str(attributes["SequenceNumber"])
-    encode_position(sequence_number)  # refuse a malformed sequence number up front
+    if not isinstance(raw, Mapping):
+        raise UnroutableRecordError(f"a record must be an object, not {_shown(raw)}")
+    attributes = raw.get("attributes")
+    group = attributes.get("MessageGroupId") if isinstance(attributes, Mapping) else None
+    group_key = group if isinstance(group, str) else None
+    raw_id = raw.get("messageId")
+    message_id = raw_id if isinstance(raw_id, str) and raw_id and is_text(raw_id) else ""
+
+    def refuse(reason: str) -> UnroutableRecordError:
+        return UnroutableRecordError(reason, message_id=message_id, group=group_key)
+
+    if not message_id:
+        raise refuse(f"messageId must be a non-empty string of Unicode text, not {_shown(raw_id)}")
+    if not isinstance(attributes, Mapping):
+        raise refuse(f"attributes must be an object, not {_shown(attributes)}")
+    sequence_number = attributes.get("SequenceNumber")
+    if not isinstance(sequence_number, str):
+        raise refuse(
+            f"SequenceNumber must be a string of digits, not {_shown(sequence_number)}"
+            " (a record without one does not come from a FIFO queue)"
+        )
+    try:
+        encode_position(sequence_number)
+    except InvalidSequenceNumberError as exc:
+        raise refuse(str(exc)) from None
+    try:
+        if group_key is None:
+            raise InvalidDatabaseNameError("not a string")
+        check_db_name(group_key)
+    except InvalidDatabaseNameError:
+        raise refuse(
+            f"MessageGroupId {_shown(group)} is not a database name: it must match "
+            f"{DB_NAME_PATTERN} (send with MessageGroupId equal to db)"
+        ) from None
+    count = attributes.get("ApproximateReceiveCount", "1")
+    if not (isinstance(count, str) and count.isascii() and count.isdigit() and len(count) <= 10):
+        raise refuse(f"ApproximateReceiveCount must be a string of digits, not {_shown(count)}")
+    body = raw.get("body")
+    if not isinstance(body, str | bytes):
+        raise refuse(f"body must be a string, not {_shown(body)}")
     return IncomingRecord(
-        message_id=str(raw["messageId"]),
-        body=str(raw["body"]),
+        message_id=message_id,
+        body=body_text(body),
         sequence_number=sequence_number,
-        group_id=check_db_name(str(attributes["MessageGroupId"])),
-        receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+        group_id=group_key,
+        receive_count=int(count),
     )
+
+
+def invocation_deadline(context: object, *, margin_s: float = DEADLINE_MARGIN_S) -> float:
+    """The ``time.monotonic()`` by which the batch must stop, from a Lambda context.
+
+    No context (a test, a benchmark) or one without ``get_remaining_time_in_millis`` means no
+    deadline.
+    """
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return math.inf
+    try:
+        left_s = float(remaining()) / 1000
+    except Exception:
+        return math.inf
+    if not math.isfinite(left_s):
+        return math.inf
+    return time.monotonic() + max(left_s - margin_s, 0.0)
 
 
 class Writer:
@@ -88,7 +175,10 @@ class Writer:
         self.applier = Applier(
             registry if registry is not None else load_registry(settings.commands),
             allow_raw_statements=settings.allow_raw_statements,
+            step_budget=settings.command_step_budget,
+            extra_functions=settings.extra_function_names(),
         )
+        set_hard_heap_limit(settings.heap_limit_bytes())
         self._databases: dict[str, _OpenDatabase] = {}
         self._migrations: dict[str, list[Migration]] = {}
 
@@ -112,6 +202,7 @@ class Writer:
             path,
             journal_mode=self.settings.journal_mode,
             busy_timeout_ms=self.settings.busy_timeout_ms,
+            max_value_bytes=self.settings.max_value_bytes,
         )
         try:
             migrate(conn, migrations)
@@ -140,8 +231,13 @@ class Writer:
         finally:
             os.close(directory)
 
-    def apply_records(self, db: str, records: Sequence[IncomingRecord]) -> BatchResult:
-        """Apply one group's records; a database that cannot open fails them all."""
+    def apply_records(
+        self, db: str, records: Sequence[IncomingRecord], *, deadline: float = math.inf
+    ) -> BatchResult:
+        """Apply one group's records; a database that cannot open fails them all.
+
+        ``deadline`` (``time.monotonic()``): see :meth:`Applier.apply`.
+        """
         try:
             opened = self.database(db)
         except (EfsqliteError, sqlite3.Error, OSError) as exc:
@@ -156,7 +252,9 @@ class Writer:
         prune_before_ms = None
         if now - opened.last_prune >= PRUNE_INTERVAL_S:
             prune_before_ms = int(now * 1000) - self.settings.ledger_retention_days * _DAY_MS
-        result = self.applier.apply(opened.connection, db, records, prune_before_ms=prune_before_ms)
+        result = self.applier.apply(
+            opened.connection, db, records, prune_before_ms=prune_before_ms, deadline=deadline
+        )
         if prune_before_ms is not None and result.failure_type is None:
             opened.last_prune = now
         if result.failure_type is not None and not result.settled:
@@ -165,21 +263,79 @@ class Writer:
             self.forget(db)
         return result
 
-    def handle_event(self, event: Mapping[str, Any]) -> EventResult:
-        """Apply a Lambda SQS event: records grouped by ``MessageGroupId``, order kept."""
+    def handle_event(self, event: object, *, deadline: float = math.inf) -> EventResult:
+        """Apply a Lambda SQS event: records grouped by ``MessageGroupId``, order kept.
+
+        Never raises for any ``event``. A record :func:`record_from_event` refuses goes to
+        ``unroutable`` (reported in ``batchItemFailures``, so SQS redelivers it and then moves
+        it to the DLQ), and so does every later record of its group: FIFO order holds. If
+        its group is unknown, every later record of the event is held back.
+
+        A record without a usable ``messageId`` cannot be named, so it is reported as an
+        empty ``itemIdentifier``. Lambda treats a partial batch response holding an empty,
+        null or unknown ``itemIdentifier`` as a complete failure of the batch (AWS Lambda
+        developer guide, "Handling errors for an SQS event source": success and failure
+        conditions), so every message of it comes back and none is acknowledged unseen;
+        the ledger makes the redelivered ones that did settle duplicates. The same goes for
+        an event that is not an object holding a ``Records`` list: whatever messages it
+        stood for are handed back. Lambda itself always sends ids and the list, so this only
+        answers a forged or broken invocation.
+
+        A bug while applying one group fails that group's records (type and traceback in
+        the batch's ``failure_message``), not the other groups'.
+        """
         outcome = EventResult()
+        records = event.get("Records") if isinstance(event, Mapping) else None
+        if not isinstance(records, list | tuple):
+            where = "Records" if isinstance(event, Mapping) else "the event"
+            shown = records if isinstance(event, Mapping) else event
+            outcome.unroutable.append(
+                ("", f"{where} must be a list of SQS records, not {_shown(shown)}")
+            )
+            return outcome
         groups: dict[str, list[IncomingRecord]] = {}
-        for raw in event.get("Records") or []:
-            message_id = str(raw.get("messageId", "")) if isinstance(raw, Mapping) else ""
+        held_groups: dict[str, str] = {}  # group -> message id of the unroutable record
+        held_all: str | None = None
+        for raw in records:
             try:
                 record = record_from_event(raw)
-            except (KeyError, TypeError, ValueError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                outcome.unroutable.append((message_id, reason))
+            except Exception as exc:
+                if not isinstance(exc, UnroutableRecordError):  # a bug: hold everything after
+                    exc = UnroutableRecordError(f"{type(exc).__name__}: {exc}")
+                outcome.unroutable.append((exc.message_id, str(exc)))
+                if exc.group is None:
+                    held_all = held_all or exc.message_id or "a record without a messageId"
+                else:
+                    held_groups.setdefault(exc.group, exc.message_id or "a record without id")
+                continue
+            blocker = held_all or held_groups.get(record.group_id)
+            if blocker is not None:
+                outcome.unroutable.append(
+                    (
+                        record.message_id,
+                        f"held back to keep FIFO order: {blocker} before it could not be routed",
+                    )
+                )
                 continue
             groups.setdefault(record.group_id, []).append(record)
-        for db, records in groups.items():
-            outcome.batches.append(self.apply_records(db, records))
+        for db, batch in groups.items():
+            try:
+                outcome.batches.append(self.apply_records(db, batch, deadline=deadline))
+            except Exception as exc:
+                # Whatever committed before the bug is a duplicate when SQS redelivers it.
+                try:
+                    self.forget(db)
+                except Exception:
+                    self._databases.pop(db, None)
+                trace = "".join(traceback.format_exception(exc, limit=-4))
+                outcome.batches.append(
+                    BatchResult(
+                        db=db,
+                        failed=[r.message_id for r in batch],
+                        failure_type="WriterError",
+                        failure_message=excerpt(trace, 2000),
+                    )
+                )
         return outcome
 
     def forget(self, db: str) -> None:

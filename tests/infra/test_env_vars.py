@@ -23,6 +23,8 @@ EXAMPLES = {
     "MigrationsDir": "/opt/migrations",
     "CommandsRegistry": "my_app.commands:registry",
     "ReaderQueries": "my_app.queries:registry",
+    "SqliteHeapMb": "256",
+    "ExtraFunctions": "slugify,haversine",
 }
 
 
