@@ -7,6 +7,8 @@ deduplicates for only five minutes, and a redrive gives messages new ids.
 
 DO compare positions as big integers (SQS sequence numbers reach 128 bits).
 DON'T ``CAST`` a position to INTEGER in SQL: it overflows SQLite's 64-bit integers.
+DON'T parse a sequence number with ``int()`` or check it with ``str.isdigit()`` alone: both
+take "+5", " 5", "5_0" or Arabic-Indic digits; a position is 1 to 40 ASCII digits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from efsqlite.exceptions import EfsqliteError
 from efsqlite.types import Outcome
 
 COMMANDS_TABLE = "_efsqlite_commands"
@@ -67,16 +70,43 @@ CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
 """
 
 
+class InvalidSequenceNumberError(EfsqliteError, ValueError):
+    """An SQS ``SequenceNumber`` is not 1 to 40 ASCII digits (a forged or broken record)."""
+
+
+def _is_position_text(text: str) -> bool:
+    # str.isdigit() alone also takes "١٢٣" and "²"; int() also takes "+5", " 5", "5_0".
+    return 0 < len(text) <= POSITION_WIDTH and text.isascii() and text.isdigit()
+
+
 def encode_position(sequence_number: str | int) -> str:
-    """Fixed-width text form of an SQS ``SequenceNumber`` (text order == numeric order)."""
-    text = str(sequence_number)
-    if not text.isdigit() or len(text) > POSITION_WIDTH:
-        raise ValueError(f"invalid sequence number {sequence_number!r}")
+    """Fixed-width text form of an SQS ``SequenceNumber`` (text order == numeric order).
+
+    Only 1 to 40 ASCII digits (or a non-negative int that fits) are a sequence number;
+    anything else raises :class:`InvalidSequenceNumberError`.
+    """
+    if isinstance(sequence_number, bool) or not isinstance(sequence_number, str | int):
+        raise InvalidSequenceNumberError(
+            f"invalid sequence number: a {type(sequence_number).__name__}, not digits"
+        )
+    if isinstance(sequence_number, int):
+        if not 0 <= sequence_number < 10**POSITION_WIDTH:
+            raise InvalidSequenceNumberError("invalid sequence number: out of range")
+        return str(sequence_number).zfill(POSITION_WIDTH)
+    text = sequence_number
+    if not _is_position_text(text):
+        raise InvalidSequenceNumberError(
+            f"invalid sequence number {text[:60]!a}: it must be 1 to {POSITION_WIDTH} ASCII digits"
+        )
     return text.zfill(POSITION_WIDTH)
 
 
 def decode_position(position: str) -> str:
-    """The public form of a stored position: the decimal sequence number without padding."""
+    """The public form of a stored position: the decimal sequence number without padding.
+
+    Lenient on purpose (readers call it on what the file holds): only the writer stores
+    positions, and it stores only what :func:`encode_position` accepted.
+    """
     return position.lstrip("0") or "0"
 
 

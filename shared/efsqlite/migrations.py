@@ -7,11 +7,16 @@ one, the ``*.sql`` files at the top apply to every database.
 DO add a new file for every change. DON'T edit a file that has been applied: the writer
 compares checksums and refuses to go on (``MigrationError``) rather than guess.
 DON'T put ``BEGIN``/``COMMIT`` in a migration: the runner owns the transaction.
+DO save migrations as UTF-8 text. A file that is not UTF-8, holds a NUL byte, is not a regular
+file (a FIFO would block the cold start) or cannot be read, and a folder that cannot be
+listed, are a ``MigrationError`` naming the path: never a silent "no migrations", which
+would build a database without its tables and reject every command against them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -22,7 +27,7 @@ from efsqlite.exceptions import MigrationError
 from efsqlite.ledger import MIGRATIONS_TABLE, ensure_ledger, schema_version
 
 _TRANSACTION_WORDS = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"}
-_FILE_RE = re.compile(r"^(\d{1,9})_([A-Za-z0-9_.-]+)\.sql$")
+_FILE_RE = re.compile(r"^([0-9]{1,9})_([A-Za-z0-9_.-]+)\.sql$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +49,7 @@ def discover(migrations_dir: Path | None, db: str) -> list[Migration]:
         raise MigrationError(f"migrations folder {migrations_dir} does not exist")
     folder = migrations_dir / db if (migrations_dir / db).is_dir() else migrations_dir
     found: dict[int, Migration] = {}
-    for path in sorted(folder.glob("*.sql")):
+    for path in _sql_files(folder):
         match = _FILE_RE.match(path.name)
         if match is None:
             raise MigrationError(f"{path.name}: migration files are named NNNN_description.sql")
@@ -53,7 +58,7 @@ def discover(migrations_dir: Path | None, db: str) -> list[Migration]:
             raise MigrationError(f"{path.name}: versions start at 1")
         if version in found:
             raise MigrationError(f"{path.name}: version {version} appears twice in {folder}")
-        found[version] = Migration(version, match.group(2), path.read_text(encoding="utf-8"))
+        found[version] = Migration(version, match.group(2), _read_migration(path))
     migrations = [found[v] for v in sorted(found)]
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:
@@ -62,6 +67,37 @@ def discover(migrations_dir: Path | None, db: str) -> list[Migration]:
                 f"{expected} was expected in {folder}"
             )
     return migrations
+
+
+def _sql_files(folder: Path) -> list[Path]:
+    """The ``*.sql`` entries of ``folder``, sorted; an unlistable folder is an error."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries if entry.name.endswith(".sql")]
+    except OSError as exc:
+        raise MigrationError(f"cannot list migrations folder {folder}: {exc}") from exc
+    return [folder / name for name in sorted(names)]
+
+
+def _read_migration(path: Path) -> str:
+    """A migration's text: a regular file of UTF-8 without NUL bytes, else ``MigrationError``."""
+    try:
+        if not path.is_file():
+            raise MigrationError(f"migration {path} is not a regular file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MigrationError(f"cannot read migration {path}: {exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 4]
+        raise MigrationError(
+            f"migration {path} is not UTF-8 text (at byte {exc.start}: {bad!r})"
+        ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise MigrationError(f"migration {path} holds a NUL byte (at character {nul})")
+    return text
 
 
 def split_statements(sql: str) -> list[str]:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,48 @@ def test_writer_connection_pragmas(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
     assert conn.execute("PRAGMA busy_timeout").fetchone() == (1234,)
     assert isinstance(conn, sqlite3.Connection)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"CREATE TABLE a (x TEXT DEFAULT '\xe9');", "not UTF-8"),
+        (b"CREATE TABLE a (x);\x00", "NUL"),
+    ],
+)
+def test_migration_that_is_not_text_is_a_migration_error_naming_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    (tmp_path / "0001_latin1.sql").write_bytes(content)
+    with pytest.raises(MigrationError, match=message) as caught:
+        discover(tmp_path, "main")
+    assert "0001_latin1.sql" in str(caught.value)
+
+
+def test_migration_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    # A directory, a dangling link and a FIFO (reading it would block the cold start)
+    (tmp_path / "0001_dir.sql").mkdir()
+    with pytest.raises(MigrationError, match=r"0001_dir\.sql is not a regular file"):
+        discover(tmp_path, "main")
+    (tmp_path / "0001_dir.sql").rmdir()
+    (tmp_path / "0001_link.sql").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(MigrationError, match="not a regular file"):
+        discover(tmp_path, "main")
+    (tmp_path / "0001_link.sql").unlink()
+    os.mkfifo(tmp_path / "0001_fifo.sql")
+    # In a child with a timeout: a regression would block on the FIFO, not fail.
+    probe = (
+        "import sys; from pathlib import Path; from efsqlite.migrations import discover\n"
+        "try:\n    discover(Path(sys.argv[1]), 'main')\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.startswith("MigrationError") and "not a regular file" in done.stdout
+
+
+def test_migration_versions_are_ascii_digits(tmp_path: Path) -> None:
+    (tmp_path / "\u0661_arabic.sql").write_text("CREATE TABLE a (x);")
+    with pytest.raises(MigrationError, match="NNNN_description"):
+        discover(tmp_path, "main")

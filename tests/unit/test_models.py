@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ from efsqlite.models import (
     message_json_schema,
     parse_message,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 
@@ -98,3 +101,64 @@ def test_json_schema_covers_the_three_message_shapes() -> None:
     assert set(schema["$defs"]) >= {"PackedMessage", "StatementsCommand", "NamedCommand"}
     assert len(schema["oneOf"]) == 3
     assert schema["$defs"]["StatementsCommand"]["additionalProperties"] is False
+
+
+# -- strict JSON: any input is a ValidationError, typed for how the writer settles it --------
+def _kinds(text: str | bytes) -> set[str]:
+    with pytest.raises(ValidationError) as caught:
+        parse_message(text)
+    return {e["type"] for e in caught.value.errors()}
+
+
+@pytest.mark.parametrize("version", ["1.0", "1e0", "true", '"1"'])
+def test_v_is_the_integer_1_only(version: str) -> None:
+    assert _kinds(body(statements=[{"sql": "x"}]).replace('"v": 1', f'"v": {version}')) == {
+        "int_type"
+    }
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_refused_in_params_and_args(literal: str) -> None:
+    in_params = body(statements=[{"sql": "SELECT ?", "params": ["@@"]}]).replace('"@@"', literal)
+    in_args = body(command="put", args={"a": [{"b": "@@"}]}).replace('"@@"', literal)
+    assert "finite_number" in _kinds(in_params)
+    assert "finite_number" in _kinds(in_args)
+
+
+def test_params_keep_64_bit_integers_exact_and_refuse_wider_ones() -> None:
+    [command] = parse_message(body(statements=[{"sql": "x", "params": [2**63 - 1, -(2**63)]}]))
+    assert isinstance(command, StatementsCommand)
+    assert command.statements[0].params == [2**63 - 1, -(2**63)]
+    assert "json_invalid" not in _kinds(body(statements=[{"sql": "x", "params": [2**63]}]))
+    schema = message_json_schema()["$defs"]["Statement"]["properties"]["params"]
+    assert {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1} in schema["anyOf"][0][
+        "items"
+    ]["anyOf"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (body(statements=[{"sql": "x", "params": ["@@"]}]).replace('"@@"', '"\\ud800"'), "typed"),
+        (body(statements=[{"sql": "x\udc00"}]), "typed"),  # a str holding a lone surrogate
+        (body(statements=[{"sql": "x"}]).encode().replace(b'"x"', b'"\xff"'), "typed"),
+        (body(statements=[{"sql": "x"}]).replace('"c-1"', '"\\udfff"'), "json_invalid"),
+        (body(statements=[{"sql": "x"}]).replace('"c-1"', '"\udfff"'), "json_invalid"),
+        ("[" * 300 + "]" * 300, "json_invalid"),
+        ("[" * 100_000, "json_invalid"),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_and_typed(text: str | bytes, kind: str) -> None:
+    # A "typed" refusal is settled under the body's id; json_invalid under the message id,
+    # which is the only choice when the id itself is not storable text.
+    kinds = _kinds(text)
+    assert ("json_invalid" in kinds) == (kind == "json_invalid")
+    if kind == "typed":
+        assert kinds == {"invalid_unicode"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(st.characters(exclude_categories=())), st.binary()))
+def test_parse_message_raises_only_validation_errors(text: str | bytes) -> None:
+    with contextlib.suppress(ValidationError):  # anything else fails the test
+        parse_message(text)
