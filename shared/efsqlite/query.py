@@ -6,33 +6,46 @@ connection stacks five guards:
 
 1. ``mode=ro`` in the URI: SQLite never opens the file for writing and never creates it.
 2. ``PRAGMA query_only=1`` and ``PRAGMA temp_store=MEMORY`` (no temp files), set before 3.
-3. An authorizer **allow-list**: SELECT, READ, RECURSIVE, functions except a deny-list, and a
-   few PRAGMAs that only read. Everything else, including ATTACH (which ``VACUUM INTO``
-   reaches) and transactions, is denied at prepare time.
+3. An authorizer **allow-list** (:mod:`efsqlite.sqlpolicy`), for caller SQL: SELECT and
+   RECURSIVE; the listed functions; READ of the database's own tables and views, the schema
+   table, ``json_each``/``json_tree`` and the ``pragma_*`` tables of the PRAGMAs below;
+   "UPDATE" of the schema table only (a virtual table's constructor declares its columns that
+   way; SQLite itself refuses a real write there: "may not be modified"); a few PRAGMAs that
+   only read. Everything else, including ATTACH (which ``VACUUM INTO`` reaches), transactions,
+   ``sqlite_stmt``, ``dbstat`` and ``fts3_tokenizer``, is denied at prepare time.
 4. ``setlimit``: no attached databases, bounded string/blob length (``randomblob(2e9)`` fails
-   at once) and SQL length.
-5. A deadline checked by the progress handler: a runaway query is interrupted.
+   at once) and SQL length; and SQLite's process-wide hard heap limit
+   (``connections.set_hard_heap_limit``): a query that needs more memory fails with ``too_large``.
+5. A deadline checked by the progress handler: a runaway query is interrupted. It bounds the
+   busy wait too. It cannot stop a single VM step: on SQLite 3.40.1
+   ``printf('%.*c', 2147483647, 'x')`` takes 3.4 s in one step, ``trim(X, Y)`` is
+   O(len(X) * len(Y)) (80,000 characters each: 9.6 s), ``instr`` and ``replace`` are
+   O(len(X) * len(Y)) memcmp (400,000 and 200,000 bytes: 0.7 s).
 
-DO run caller SQL only through :meth:`ReadConnection.query`.
-DON'T run internal statements with caller-known text: the statement cache is keyed by SQL
-text and an internal statement is authorized once, so internal SQL carries a secret token.
+DO run caller SQL only through :meth:`ReadConnection.query`, which prepares it as
+``sqlpolicy.caller_sql(text)``: the statement cache is keyed by SQL text and a statement is
+authorized once, when prepared, so a caller sending the text of one of our statements
+(``BEGIN``) still gets a statement of its own, prepared under the caller checks.
+DON'T give an internal statement the caller prefix; internal statements run with the caller
+checks off (``_internal``), so their text must never come from a caller.
 DON'T leave a cursor half-read: its statement would keep the shared lock on the file.
+DON'T allow a READ because a name is missing from a deny-list: unknown names are denied.
 """
 
 from __future__ import annotations
 
 import binascii
+import contextlib
 import json
 import math
-import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from efsqlite import ledger
+from efsqlite import ledger, sqlpolicy
 from efsqlite.connections import readonly_uri
 from efsqlite.read_errors import (
     BusyError,
@@ -54,12 +67,16 @@ MAX_SQL_CHARS = 100_000
 PROGRESS_STEPS = 1000
 #: JSON overhead of the answer's envelope (keys, position, flags), counted against the cap.
 ENVELOPE_BYTES = 256
+#: The range of an SQLite INTEGER; a larger Python int cannot be bound.
+SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
 
 _OK = sqlite3.SQLITE_OK
 _DENY = sqlite3.SQLITE_DENY
-_ALWAYS_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
-#: Functions that reach outside the database (or are CLI-only helpers that would).
-_DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"}
+_READ = sqlite3.SQLITE_READ
+_FUNCTION = sqlite3.SQLITE_FUNCTION
+_PRAGMA = sqlite3.SQLITE_PRAGMA
+_UPDATE = sqlite3.SQLITE_UPDATE
+_SELECTS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE}
 #: PRAGMAs that only read when given no value (``PRAGMA user_version``, not ``= 5``).
 _READ_PRAGMAS = {
     "application_id",
@@ -80,17 +97,28 @@ _INTROSPECTION_PRAGMAS = {
     "table_info",
     "table_xinfo",
 }
+#: Names caller SQL may read in any database: the schema table, the JSON table-valued
+#: functions, and the ``pragma_<name>`` tables of the allowed PRAGMAs (the PRAGMA they run
+#: is checked again by the PRAGMA rule).
+_ALWAYS_READABLE: frozenset[str] = (
+    sqlpolicy.SCHEMA_TABLES
+    | sqlpolicy.TABLE_FUNCTIONS
+    | {f"pragma_{name}" for name in _READ_PRAGMAS | _INTROSPECTION_PRAGMAS}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class QueryLimits:
-    """SQLite limits applied through ``setlimit`` on every reader connection."""
+    """What every reader connection enforces: ``setlimit`` values and the function list."""
 
     #: Longest string or blob a query may produce or read (bytes).
     max_length: int = 5_000_000
-    max_sql_length: int = MAX_SQL_CHARS
+    #: Caller SQL is at most MAX_SQL_CHARS; the prefix of ``caller_sql`` comes on top.
+    max_sql_length: int = MAX_SQL_CHARS + len(sqlpolicy.CALLER_SQL_PREFIX)
     max_variables: int = 10_000
     max_compound_select: int = 100
+    #: Functions caller SQL may call (lower case): ``sqlpolicy.function_allow_list(extra)``.
+    functions: frozenset[str] = sqlpolicy.BUILTIN_FUNCTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,25 +132,45 @@ class QueryResult:
 
 #: What a ``sqlite3`` call raises for a bad file. Python raises ``UnicodeDecodeError`` instead
 #: of ``sqlite3.DatabaseError`` when SQLite's message quotes bytes of a damaged schema that are
-#: not UTF-8 (found by the fault suite's byte flips).
-SQLITE_FAILURES = (sqlite3.Error, UnicodeDecodeError)
+#: not UTF-8 (found by the fault suite's byte flips), and ``MemoryError`` for ``SQLITE_NOMEM``
+#: (the hard heap limit).
+SQLITE_FAILURES = (sqlite3.Error, UnicodeDecodeError, MemoryError)
+#: What running caller SQL can raise besides: a lone surrogate (``UnicodeEncodeError``), an
+#: int beyond 64 bits (``OverflowError``), and, when warnings are errors, the
+#: ``DeprecationWarning`` of named placeholders given a list (an error from Python 3.14 on).
+_CALLER_FAILURES = (*SQLITE_FAILURES, UnicodeEncodeError, OverflowError, DeprecationWarning)
 
 
 def classify(exc: Exception) -> ReadError:
     """Map an exception from ``sqlite3`` to the typed error the caller gets."""
     if isinstance(exc, ReadError):
         return exc
+    if isinstance(exc, MemoryError):
+        return TooLargeError(
+            "the query needs more memory than the reader allows (EFSQLITE_MAX_HEAP_MB)"
+        )
+    if isinstance(exc, UnicodeEncodeError):
+        return InvalidRequestError("the SQL or a parameter is not valid Unicode (a lone surrogate)")
     if isinstance(exc, UnicodeDecodeError):
         return BusyError("the database is unavailable right now: its file is damaged")
     if isinstance(exc, OverflowError):
         return InvalidRequestError(f"parameter out of range: {exc}")
+    if isinstance(exc, DeprecationWarning):
+        return InvalidRequestError(f"bad parameters: {exc}")
     if isinstance(exc, sqlite3.ProgrammingError):
         text = str(exc)
         if "one statement" in text:
             return NotAllowedError("only one SQL statement per request is allowed")
+        if "null character" in text:
+            return InvalidRequestError("the SQL text contains a NUL character")
         return InvalidRequestError(f"bad parameters: {text}")
     code = getattr(exc, "sqlite_errorcode", None)
     if not isinstance(exc, sqlite3.Error) or code is None:
+        if str(exc).startswith("Could not decode to UTF-8"):
+            # Python's own error (no SQLite code): a TEXT value holds bytes that are not UTF-8.
+            return SqlError(
+                "a text value is not valid UTF-8; select CAST(value AS BLOB) or hex(value)"
+            )
         return SqlError(f"{type(exc).__name__}: {exc}")
     primary = code & 0xFF
     if code == SQLITE_READONLY_ROLLBACK:
@@ -132,9 +180,13 @@ def classify(exc: Exception) -> ReadError:
         )
     text = str(exc)
     # VACUUM has no authorizer action of its own: it is refused at run time, inside a read
-    # transaction ("cannot VACUUM ...") or at its internal ATTACH ("not authorized").
-    if primary in (sqlite3.SQLITE_AUTH, sqlite3.SQLITE_READONLY) or text.startswith(
-        ("not authorized", "cannot VACUUM")
+    # transaction ("cannot VACUUM ...") or at its internal ATTACH ("not authorized"). A write
+    # to the schema table, whose "UPDATE" the authorizer allows for virtual tables, is refused
+    # by SQLite itself ("table sqlite_master may not be modified").
+    if (
+        primary in (sqlite3.SQLITE_AUTH, sqlite3.SQLITE_READONLY)
+        or text.startswith(("not authorized", "cannot VACUUM"))
+        or text.endswith("may not be modified")
     ):
         return NotAllowedError(f"the reader only reads: {exc}")
     if primary == sqlite3.SQLITE_INTERRUPT:
@@ -158,6 +210,14 @@ def classify(exc: Exception) -> ReadError:
     return SqlError(str(exc))
 
 
+def busy_ms_until(deadline: float, busy_timeout_ms: int) -> int:
+    """The busy timeout that keeps a lock wait inside ``deadline`` (0 when it has passed)."""
+    if deadline == math.inf:
+        return busy_timeout_ms
+    left_ms = int((deadline - time.monotonic()) * 1000)
+    return max(0, min(busy_timeout_ms, left_ms))
+
+
 def _json_value(value: object) -> object:
     """A JSON-safe form of one SQLite value: blobs as ``{"$blob": base64}``, inf as text."""
     if isinstance(value, bytes):
@@ -170,19 +230,23 @@ def _json_value(value: object) -> object:
 class ReadConnection:
     """A hardened ``mode=ro`` connection; see the module docstring for the guards."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        functions: frozenset[str] = sqlpolicy.BUILTIN_FUNCTIONS,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
         self.conn = conn
         self.path = path
+        self.functions = functions
+        self.busy_timeout_ms = busy_timeout_ms
+        self._busy_ms = busy_timeout_ms
         self._internal = False
         self._deadline = math.inf
-        # Internal statements carry this token, so caller SQL can never hit their cache entry.
-        token = os.urandom(8).hex()
-        self._begin_sql = f"BEGIN /* efsqlite {token} */"
-        self._commit_sql = f"COMMIT /* efsqlite {token} */"
-        self._position_sql = (
-            f"SELECT value FROM {ledger.STATE_TABLE} WHERE key = 'position' /* efsqlite {token} */"
-        )
-        self._version_sql = f"PRAGMA user_version /* efsqlite {token} */"
+        self._schema_cookie: int | None = None
+        self._readable: frozenset[str] = _ALWAYS_READABLE
 
     @classmethod
     def open(
@@ -193,7 +257,11 @@ class ReadConnection:
         busy_timeout_ms: int = 5000,
         limits: QueryLimits | None = None,
     ) -> ReadConnection:
-        """Open ``path`` read-only with every guard in place. Raises ``sqlite3.Error``."""
+        """Open ``path`` read-only with every guard in place. Raises ``sqlite3.Error``.
+
+        An immutable file's schema never changes, so its names are read once, here; a live
+        file's are re-read by :meth:`begin` whenever its schema cookie moves.
+        """
         limits = limits or QueryLimits()
         conn = sqlite3.connect(
             readonly_uri(path, immutable=immutable),
@@ -212,9 +280,12 @@ class ReadConnection:
             conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limits.max_variables)
             conn.setlimit(sqlite3.SQLITE_LIMIT_COMPOUND_SELECT, limits.max_compound_select)
             conn.setlimit(sqlite3.SQLITE_LIMIT_WORKER_THREADS, 0)
-            reader = cls(conn, path)
+            reader = cls(conn, path, functions=limits.functions, busy_timeout_ms=busy_timeout_ms)
             conn.set_authorizer(reader._authorize)
             conn.set_progress_handler(reader._progress, PROGRESS_STEPS)
+            if immutable:
+                with reader._internal_mode():
+                    reader._load_schema()
         except BaseException:
             conn.close()
             raise
@@ -224,44 +295,84 @@ class ReadConnection:
     def _authorize(
         self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
     ) -> int:
-        if action in _ALWAYS_ALLOWED:
+        if self._internal:
             return _OK
-        if action == sqlite3.SQLITE_FUNCTION:
-            return _DENY if arg2 in _DENIED_FUNCTIONS else _OK
-        if action == sqlite3.SQLITE_PRAGMA:
-            if arg1 in _INTROSPECTION_PRAGMAS or (arg1 in _READ_PRAGMAS and arg2 is None):
+        if action == _READ:
+            return _OK if sqlpolicy.reads_allowed(arg1, arg2, self._readable) else _DENY
+        if action in _SELECTS:
+            return _OK
+        if action == _FUNCTION:
+            return _OK if arg2 is not None and arg2.lower() in self.functions else _DENY
+        if action == _PRAGMA:
+            name = (arg1 or "").lower()
+            if name in _INTROSPECTION_PRAGMAS or (name in _READ_PRAGMAS and arg2 is None):
                 return _OK
             return _DENY
-        if action == sqlite3.SQLITE_TRANSACTION and self._internal:
-            return _OK
-        return _DENY
+        if action == _UPDATE:
+            # A virtual table's constructor declares its columns as an "update" of the schema
+            # table; SQLite refuses a real write there by itself (see classify).
+            return _OK if arg1 is not None and arg1.lower() in sqlpolicy.SCHEMA_TABLES else _DENY
+        return _DENY  # TRANSACTION (ours run internal), ATTACH, writes, DDL, anything new
 
     def _progress(self) -> int:
         return 1 if time.monotonic() > self._deadline else 0
 
     # -- internal reads (ledger, position) --------------------------------------------------
-    def _run_internal(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    @contextlib.contextmanager
+    def _internal_mode(self) -> Iterator[None]:
         self._internal = True
         self._deadline = math.inf
         try:
-            return self.conn.execute(sql, params).fetchall()
+            yield
         finally:
             self._internal = False
 
-    def begin(self) -> None:
-        """Open a read transaction: what follows sees one consistent state of the file."""
-        self._run_internal(self._begin_sql)
+    def _run_internal(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._internal_mode():
+            return self.conn.execute(sql, params).fetchall()
+
+    def _load_schema(self) -> None:
+        """Re-read the names caller SQL may read, if the schema cookie moved (internal)."""
+        cookie = sqlpolicy.schema_cookie(self.conn)
+        if cookie != self._schema_cookie:
+            self._readable = _ALWAYS_READABLE | sqlpolicy.read_schema_names(self.conn)
+            self._schema_cookie = cookie
+
+    def _bound_busy(self, deadline: float) -> None:
+        """Keep a wait for the writer's lock inside ``deadline`` (internal)."""
+        wanted = busy_ms_until(deadline, self.busy_timeout_ms)
+        if wanted != self._busy_ms:
+            self.conn.execute(f"PRAGMA busy_timeout={wanted}")
+            self._busy_ms = wanted
+
+    def begin(self, deadline: float = math.inf) -> None:
+        """Open a read transaction: what follows sees one consistent state of the file.
+
+        Waits for the writer's lock until ``deadline`` at most, and refreshes the names
+        caller SQL may read when the schema changed.
+        """
+        with self._internal_mode():
+            self._bound_busy(deadline)
+            self.conn.execute("BEGIN")
+            try:
+                self._load_schema()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("COMMIT")  # never leave the shared lock held
+                raise
 
     def end(self) -> None:
         """End the read transaction (if any), releasing the shared lock."""
         if self.conn.in_transaction:
-            self._run_internal(self._commit_sql)
+            self._run_internal("COMMIT")
 
     def state(self) -> tuple[str, int]:
         """(stored position, schema version) as this connection sees it; call inside begin()."""
-        (version,) = self._run_internal(self._version_sql)[0]
+        (version,) = self._run_internal("PRAGMA user_version")[0]
         try:
-            rows = self._run_internal(self._position_sql)
+            rows = self._run_internal(
+                f"SELECT value FROM {ledger.STATE_TABLE} WHERE key = 'position'"
+            )
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise
@@ -270,9 +381,9 @@ class ReadConnection:
         return position, int(version)
 
     def command_status(self, command_id: str) -> ledger.CommandStatus:
-        """The ledger's answer for ``command_id`` (reads only; the authorizer allows it)."""
-        self._deadline = math.inf
-        return command_status_or_unknown(self.conn, command_id)
+        """The ledger's answer for ``command_id`` (our own statements, run internal)."""
+        with self._internal_mode():
+            return command_status_or_unknown(self.conn, command_id)
 
     # -- caller queries ---------------------------------------------------------------------
     def query(
@@ -293,7 +404,7 @@ class ReadConnection:
         cursor: sqlite3.Cursor | None = None
         self._deadline = deadline
         try:
-            cursor = self.conn.execute(sql, params)
+            cursor = self.conn.execute(sqlpolicy.caller_sql(sql), params)
             description = cursor.description
             columns = [str(d[0]) for d in description] if description else []
             budget = max_bytes - ENVELOPE_BYTES - _measure(json.dumps(columns), escaped)
@@ -314,7 +425,7 @@ class ReadConnection:
                     break
                 rows.append(values)
             return QueryResult(columns, rows, truncated)
-        except (sqlite3.Error, UnicodeDecodeError, OverflowError) as exc:
+        except _CALLER_FAILURES as exc:
             raise classify(exc) from None
         finally:
             self._deadline = math.inf

@@ -7,6 +7,9 @@ snapshot manager and the request layer share them without importing one another.
 DO raise one of these for every failure a caller should see; anything else is a bug and the
 handler answers ``internal``.
 DON'T put caller-controlled text in ``error_type``: it is part of the public contract.
+Messages may quote caller text, so :meth:`ReadError.body` cuts them to
+:data:`MAX_MESSAGE_CHARS` (a 5 MB ``db`` would otherwise be echoed past Lambda's 6 MB answer
+limit) and escapes lone surrogates (strict JSON parsers refuse them).
 """
 
 from __future__ import annotations
@@ -14,6 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from efsqlite.exceptions import EfsqliteError
+
+#: Longest message an error body carries; longer ones are cut and marked with "...".
+MAX_MESSAGE_CHARS = 1000
+
+
+def safe_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` with lone surrogates written as ``\\udcxx``, cut to ``limit`` characters."""
+    if len(text) > 4 * limit:
+        text = text[: 4 * limit]  # enough to fill the cut text, escapes included
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ReadError(EfsqliteError):
@@ -32,7 +46,7 @@ class ReadError(EfsqliteError):
         """The ``{"error": {...}}`` answer for this error."""
         error: dict[str, Any] = {
             "type": self.error_type,
-            "message": str(self),
+            "message": safe_text(str(self)),
             "retryable": self.retryable,
         }
         error.update(self.extra)
@@ -68,7 +82,8 @@ class QueryTimeoutError(ReadError):
 
 
 class TooLargeError(ReadError):
-    """A value or the answer exceeds the byte cap (Lambda answers at most 6 MB)."""
+    """A value or the answer exceeds the byte cap (Lambda answers at most 6 MB), or the query
+    needs more memory than SQLite's hard heap limit (``EFSQLITE_MAX_HEAP_MB``) allows."""
 
     error_type = "too_large"
     http_status = 413

@@ -9,7 +9,12 @@ This module is on the reader's cold start, so it imports no pydantic, boto3 or p
 settings are a stdlib dataclass with their own checks, logging is stdlib JSON lines.
 
 DO compare positions as Python ints (SQS sequence numbers reach 128 bits).
-DO bound every wait by the request's timeout and the Lambda's remaining time.
+DO bound every wait by the request's timeout and the Lambda's remaining time: the wait for
+``min_position``, the lock waits, the snapshot refresh and the query itself.
+DO check caller text before SQLite sees it: a lone surrogate makes ``sqlite3`` raise
+``UnicodeEncodeError``, which no SQLite error handler catches.
+DON'T let a setting put the snapshot folder at, inside or above the data folder: the
+snapshot clean-up deletes every file there that it did not make.
 DON'T import ``efsqlite.settings``, ``efsqlite.models`` or ``efsqlite.commands`` here: they
 import pydantic (about 250 ms of cold start).
 """
@@ -21,7 +26,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -30,13 +34,21 @@ from typing import Any, ClassVar, Self, cast
 from urllib.parse import unquote
 
 from efsqlite import ledger
-from efsqlite.connections import database_path
+from efsqlite.connections import (
+    DEFAULT_HEAP_MB,
+    HEAP_MB_BOUNDS,
+    database_path,
+    default_heap_mb,
+    set_hard_heap_limit,
+)
 from efsqlite.exceptions import InvalidDatabaseNameError, InvalidSettingError
 from efsqlite.names import check_db_name
 from efsqlite.queries import QueryRegistry, load_queries
 from efsqlite.query import (
     MAX_SQL_CHARS,
     SQLITE_FAILURES,
+    SQLITE_INT_MAX,
+    SQLITE_INT_MIN,
     QueryLimits,
     QueryResult,
     ReadConnection,
@@ -54,7 +66,8 @@ from efsqlite.read_errors import (
     RecoveringError,
     RouteNotFoundError,
 )
-from efsqlite.snapshot import DatabaseSnapshot, SnapshotStore
+from efsqlite.snapshot import DatabaseSnapshot, SnapshotDeadlineError, SnapshotStore
+from efsqlite.sqlpolicy import function_allow_list
 from efsqlite.types import ReadMode, SqlParams, SqlValue
 
 LOGGER_NAME = "efsqlite.reader"
@@ -74,6 +87,7 @@ _FIRST_POLL_S = 0.005
 _MAX_POLL_S = 0.1
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -96,6 +110,12 @@ class ReaderSettings:
     max_response_bytes: int = 5_000_000
     default_timeout_ms: int = 2000
     max_timeout_ms: int = 10_000
+    #: Functions callers may use beyond SQLite's built-ins (``EFSQLITE_EXTRA_FUNCTIONS``,
+    #: comma-separated), for example ones an app registers.
+    extra_functions: tuple[str, ...] = ()
+    #: SQLite's process-wide hard heap limit (MB); from the environment, half the Lambda's
+    #: memory when ``EFSQLITE_MAX_HEAP_MB`` is unset.
+    max_heap_mb: int = DEFAULT_HEAP_MB
 
     #: Inclusive bounds of the integer settings.
     BOUNDS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -105,6 +125,7 @@ class ReaderSettings:
         "max_response_bytes": (1_000, LAMBDA_RESPONSE_LIMIT),
         "default_timeout_ms": (1, 900_000),
         "max_timeout_ms": (1, 900_000),
+        "max_heap_mb": HEAP_MB_BOUNDS,
     }
 
     def __post_init__(self) -> None:
@@ -123,10 +144,37 @@ class ReaderSettings:
         for name in ("data_dir", "snapshot_dir"):
             if not isinstance(getattr(self, name), Path) or not str(getattr(self, name)):
                 self._refuse(name, getattr(self, name), "must be a folder path")
+        self._check_folders_apart()
         if self.queries is not None and ":" not in self.queries:
             self._refuse("queries", self.queries, "must be 'package.module:attribute'")
         if not isinstance(self.allow_raw_sql, bool):
             self._refuse("allow_raw_sql", self.allow_raw_sql, "must be true or false")
+        if not isinstance(self.extra_functions, tuple) or not all(
+            isinstance(name, str) and _FUNCTION_NAME_RE.fullmatch(name)
+            for name in self.extra_functions
+        ):
+            self._refuse(
+                "extra_functions",
+                ",".join(map(str, self.extra_functions)),
+                "must be comma-separated SQL function names",
+            )
+
+    def _check_folders_apart(self) -> None:
+        """The snapshot clean-up deletes what it did not make: keep it off the data."""
+        try:
+            data, snap = self.data_dir.resolve(), self.snapshot_dir.resolve()
+        except (OSError, RuntimeError) as exc:
+            raise InvalidSettingError(
+                f"invalid settings {self.env_var('snapshot_dir')}={str(self.snapshot_dir)!r} "
+                f"and {self.env_var('data_dir')}={str(self.data_dir)!r}: cannot resolve: {exc}"
+            ) from None
+        if snap == data or data in snap.parents or snap in data.parents:
+            raise InvalidSettingError(
+                f"invalid settings {self.env_var('snapshot_dir')}={str(self.snapshot_dir)!r} "
+                f"and {self.env_var('data_dir')}={str(self.data_dir)!r}: the snapshot folder "
+                f"({snap}) must be neither the data folder ({data}), nor inside it, nor above "
+                "it: its clean-up deletes every file there that it did not make"
+            )
 
     @classmethod
     def env_var(cls, field: str) -> str:
@@ -158,8 +206,12 @@ class ReaderSettings:
                 values[name] = raw.lower() in _TRUE
             elif name in ("data_dir", "snapshot_dir"):
                 values[name] = Path(raw)
+            elif name == "extra_functions":
+                values[name] = tuple(p.strip() for p in raw.split(",") if p.strip())
             else:
                 values[name] = raw
+        if "max_heap_mb" not in values:
+            values["max_heap_mb"] = default_heap_mb(source)
         return cls(**values)
 
     @classmethod
@@ -167,7 +219,10 @@ class ReaderSettings:
         raise InvalidSettingError(f"invalid setting {cls.env_var(name)}={value!r}: {why}")
 
     def query_limits(self) -> QueryLimits:
-        return QueryLimits(max_length=self.max_response_bytes)
+        return QueryLimits(
+            max_length=self.max_response_bytes,
+            functions=function_allow_list(self.extra_functions),
+        )
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -185,6 +240,18 @@ class QueryRequest:
 class StatusRequest:
     db: str
     command_id: str
+
+
+def _check_unicode(where: str, text: str) -> str:
+    """``text`` if it can be sent to SQLite: no lone surrogate (as JSON's ``\\udc80`` gives)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                f"{where} is not valid Unicode: it holds a lone surrogate"
+            ) from None
+    return text
 
 
 def _check_db(value: object) -> str:
@@ -212,7 +279,13 @@ def parse_position(value: object) -> int:
 
 
 def _check_scalar(where: str, value: object) -> SqlValue:
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return _check_unicode(where, value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not SQLITE_INT_MIN <= value <= SQLITE_INT_MAX:
+            raise InvalidRequestError(f"{where} is beyond SQLite's 64-bit integers")
+        return value
+    if value is None or isinstance(value, float | bool):
         return value
     raise InvalidRequestError(f"{where} must be a JSON scalar (string, number, boolean, null)")
 
@@ -227,7 +300,8 @@ def _check_params(value: object) -> SqlParams:
         for key, item in value.items():
             if not isinstance(key, str) or not key:
                 raise InvalidRequestError("named params need non-empty string keys")
-            checked[key] = _check_scalar(f"params[{key!r}]", item)
+            _check_unicode("a params key", key)
+            checked[key] = _check_scalar(f"params[{key[:100]!r}]", item)
         return checked
     raise InvalidRequestError("'params' must be a list (for ?) or an object (for :name)")
 
@@ -250,6 +324,7 @@ def parse_request(
             raise InvalidRequestError(
                 f"'command_id' must be a string of 1 to {MAX_COMMAND_ID_CHARS} characters"
             )
+        _check_unicode("'command_id'", command_id)
         return StatusRequest(_check_db(payload.get("db")), command_id)
     unknown = set(payload) - _REQUEST_KEYS
     if unknown:
@@ -276,7 +351,9 @@ def parse_request(
             )
         if not sql_value.strip():
             raise InvalidRequestError("'sql' is empty")
-        sql = sql_value
+        if "\x00" in sql_value:
+            raise InvalidRequestError("'sql' contains a NUL character")
+        sql = _check_unicode("'sql'", sql_value)
     max_rows = payload.get("max_rows")
     timeout_ms = payload.get("timeout_ms")
     min_position = payload.get("min_position")
@@ -308,6 +385,8 @@ class Reader:
         self.settings = settings
         self.queries = queries if queries is not None else load_queries(settings.queries)
         self.limits = settings.query_limits()
+        #: SQLite's hard heap limit in force (bytes): a query needing more gets too_large.
+        self.heap_limit = set_hard_heap_limit(settings.max_heap_mb * 1024 * 1024)
         self._sleep = sleep
         self._store: SnapshotStore | None = None
         self._snapshots: dict[str, DatabaseSnapshot] = {}
@@ -394,13 +473,17 @@ class Reader:
         snap = self._snapshot(request.db)
         poll = _FIRST_POLL_S
         while True:
-            stale = snap.ensure_fresh(request.min_position)
+            stale = snap.ensure_fresh(request.min_position, deadline)
             current = snap.current
             assert current is not None
             if request.min_position is None or int(current.position) >= request.min_position:
                 break
             poll = self._wait(
-                deadline, poll, current.position, request.min_position, source_unreadable=stale
+                deadline,
+                poll,
+                current.position,
+                request.min_position,
+                source_unreadable=snap.stale_reason if stale else None,
             )
         result = current.reader.query(
             request.sql,
@@ -419,7 +502,7 @@ class Reader:
         while True:
             conn = self._direct_conn(request.db)
             try:
-                conn.begin()
+                conn.begin(deadline)
                 try:
                     position, version = conn.state()
                     if request.min_position is None or int(position) >= request.min_position:
@@ -434,7 +517,7 @@ class Reader:
                         return _answer(result, position, version, stale=False)
                 finally:
                     conn.end()
-            except (sqlite3.Error, UnicodeDecodeError, ReadError) as exc:
+            except (*SQLITE_FAILURES, ReadError) as exc:
                 error = classify(exc)
                 if isinstance(error, BusyError):
                     self._drop_direct(request.db)  # reopen rather than trust the handle
@@ -448,12 +531,22 @@ class Reader:
         position: str,
         wanted: int,
         *,
-        source_unreadable: bool = False,
+        source_unreadable: ReadError | None = None,
     ) -> float:
-        """Sleep before the next look at the position, or give up at the deadline."""
+        """Sleep before the next look at the position, or give up at the deadline.
+
+        ``source_unreadable`` is why the last look served a stale snapshot, if it did.
+        """
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            if source_unreadable:
+            if isinstance(source_unreadable, SnapshotDeadlineError):
+                raise BusyError(
+                    f"a fresh copy of the database did not finish in time; the last good copy "
+                    f"is at position {ledger.decode_position(position)}, not yet {wanted}; "
+                    "retry, with a longer timeout_ms",
+                    position=ledger.decode_position(position),
+                )
+            if source_unreadable is not None:
                 raise RecoveringError(
                     f"the database cannot be read right now (a hot journal or a held lock); "
                     f"the last good copy is at position {ledger.decode_position(position)}, "

@@ -21,6 +21,8 @@ EXPECTED_VARS = {
     "EFSQLITE_MAX_RESPONSE_BYTES": "max_response_bytes",
     "EFSQLITE_DEFAULT_TIMEOUT_MS": "default_timeout_ms",
     "EFSQLITE_MAX_TIMEOUT_MS": "max_timeout_ms",
+    "EFSQLITE_EXTRA_FUNCTIONS": "extra_functions",
+    "EFSQLITE_MAX_HEAP_MB": "max_heap_mb",
 }
 
 
@@ -43,6 +45,18 @@ def test_defaults() -> None:
     assert settings.max_response_bytes == 5_000_000
     assert settings.default_timeout_ms == 2000
     assert settings.max_timeout_ms == 10_000
+    assert settings.extra_functions == ()
+    assert settings.max_heap_mb == 256
+
+
+def test_heap_limit_defaults_to_half_the_lambda_memory() -> None:
+    # GIVEN Lambda's memory size variable  WHEN no heap limit is set  THEN half of it
+    assert ReaderSettings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"}).max_heap_mb == 512
+    assert ReaderSettings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}).max_heap_mb == 64
+    # AND an explicit EFSQLITE_MAX_HEAP_MB wins; a garbled Lambda value means the default
+    both = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "EFSQLITE_MAX_HEAP_MB": "32"}
+    assert ReaderSettings.from_env(both).max_heap_mb == 32
+    assert ReaderSettings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "x"}).max_heap_mb == 256
 
 
 def test_every_variable_is_read() -> None:
@@ -60,6 +74,8 @@ def test_every_variable_is_read() -> None:
             "EFSQLITE_MAX_RESPONSE_BYTES": "6000000",
             "EFSQLITE_DEFAULT_TIMEOUT_MS": "100",
             "EFSQLITE_MAX_TIMEOUT_MS": "200",
+            "EFSQLITE_EXTRA_FUNCTIONS": " my_fn, Other_Fn ,",
+            "EFSQLITE_MAX_HEAP_MB": "64",
             "EFSQLITE_SOMETHING_ELSE": "ignored",
         }
     )
@@ -75,6 +91,8 @@ def test_every_variable_is_read() -> None:
         max_response_bytes=6_000_000,
         default_timeout_ms=100,
         max_timeout_ms=200,
+        extra_functions=("my_fn", "Other_Fn"),
+        max_heap_mb=64,
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.max_rows = 1  # type: ignore[misc]
@@ -92,6 +110,11 @@ def test_every_variable_is_read() -> None:
         ("EFSQLITE_QUERIES", "no_colon"),
         ("EFSQLITE_DEFAULT_TIMEOUT_MS", "20000"),
         ("EFSQLITE_MAX_STALENESS_MS", "1.5"),
+        ("EFSQLITE_EXTRA_FUNCTIONS", "ok,not-a-name"),
+        ("EFSQLITE_EXTRA_FUNCTIONS", "x); DROP TABLE t"),
+        ("EFSQLITE_MAX_HEAP_MB", "8"),
+        ("EFSQLITE_MAX_HEAP_MB", "20000"),
+        ("EFSQLITE_MAX_HEAP_MB", "lots"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
