@@ -59,7 +59,6 @@ from efsqlite.models import (
     Command,
     NamedCommand,
     StatementsCommand,
-    is_text,
     parse_message,
 )
 from efsqlite.sqlpolicy import (
@@ -67,6 +66,7 @@ from efsqlite.sqlpolicy import (
     SCHEMA_TABLES,
     caller_sql,
     function_allow_list,
+    is_text,
     read_schema_names,
     reads_allowed,
 )
@@ -595,11 +595,11 @@ class Applier:
         seg, guard = run.segment, run.guard
         entries_mark, duplicates_mark = len(seg.entries), seg.duplicates
         added: list[str] = []
-        current, current_index = commands[0], 0
+        current = 0  # the index of the command running
         conn.execute(_SAVEPOINT_SQL)
         try:
-            for index, command in enumerate(commands):
-                current, current_index = command, index
+            for current in range(len(commands)):
+                command = commands[current]
                 if command.id in run.known:
                     seg.duplicates += 1
                     continue
@@ -625,7 +625,7 @@ class Applier:
             if not conn.in_transaction:
                 # The command's own SQL ended the transaction: replay with it rejected (or,
                 # for I/O-class errors and the deadline, fail the rest).
-                raise _fast_path_lost(current.id, current_index, exc, guard) from exc
+                raise _fast_path_lost(commands[current].id, current, exc, guard) from exc
             conn.execute(_ROLLBACK_TO_SQL)
             conn.execute(_RELEASE_SQL)
             del seg.entries[entries_mark:]
@@ -699,15 +699,15 @@ class Applier:
         conn.execute(_SAVEPOINT_SQL)
         guard.start()
         try:
-            self._execute(conn, run.db, command, run.schema_version)
+            try:
+                self._execute(conn, run.db, command, run.schema_version)
+            finally:
+                guard.active = False
         except _CommandRejectedSignalError as exc:
-            guard.active = False
             return self._undo(conn, command.id, exc.rejection)
         except CommandRejectedError as exc:
-            guard.active = False
             return self._undo(conn, command.id, _Rejection(exc.error_type, str(exc)))
         except sqlite3.Error as exc:
-            guard.active = False
             tripped = guard.tripped
             if tripped == "budget":
                 return self._undo(conn, command.id, _budget_rejection(command.id, guard.budget))
@@ -727,28 +727,23 @@ class Applier:
         except MemoryError:
             # Python's sqlite3 raises MemoryError for SQLITE_NOMEM: the heap limit stopped the
             # command, which would need as much memory on every retry.
-            guard.active = False
             return self._undo(conn, command.id, _memory_rejection(command.id))
         except (UnicodeEncodeError, OverflowError) as exc:
             # A value SQLite cannot bind (a lone surrogate, an int beyond 64 bits): the
             # command's own input, so the same answer on every retry.
-            guard.active = False
             kind = "InvalidParams" if isinstance(command, StatementsCommand) else "InvalidArgs"
             return self._undo(conn, command.id, _Rejection(kind, f"{type(exc).__name__}: {exc}"))
         except (ValueError, TypeError) as exc:
-            guard.active = False
             if isinstance(command, StatementsCommand):
                 return self._undo(conn, command.id, _Rejection("InvalidParams", str(exc)))
             self._undo(conn, command.id, None)
             raise _failed_for(command.id, "HandlerError", repr(exc)) from exc
         except Exception as exc:
             # A bug in a named command's handler: the system cannot decide, so retry / DLQ.
-            guard.active = False
             if not conn.in_transaction:
                 raise _CommandFailedError("HandlerError", repr(exc), batch_fatal=True) from exc
             self._undo(conn, command.id, None)
             raise _failed_for(command.id, "HandlerError", repr(exc)) from exc
-        guard.active = False
         conn.execute(_RELEASE_SQL)
         return None
 

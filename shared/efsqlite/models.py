@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from efsqlite.names import DB_NAME_PATTERN
+from efsqlite.sqlpolicy import is_text
 
 WIRE_VERSION = 1
 #: SQS's largest message body (the queue's ``MaximumMessageSize`` must be raised to it).
@@ -286,11 +287,6 @@ def _escape_surrogate(match: re.Match[str]) -> str:
     if len(backslashes) % 2:
         return backslashes + "\ufffd"
     return f"{backslashes}\\u{ord(surrogate):04x}"
-
-
-def is_text(value: str) -> bool:
-    """True if ``value`` is Unicode text (no lone surrogate): what SQLite can bind."""
-    return value.isascii() or _SURROGATE_RE.search(value) is None
 
 
 def _refusal(body: str | bytes, exc: ValidationError) -> ValidationError:

@@ -18,9 +18,10 @@ connection stacks five guards:
    (``connections.set_hard_heap_limit``): a query that needs more memory fails with ``too_large``.
 5. A deadline checked by the progress handler: a runaway query is interrupted. It bounds the
    busy wait too. It cannot stop a single VM step: on SQLite 3.40.1
-   ``printf('%.*c', 2147483647, 'x')`` takes 3.4 s in one step, ``trim(X, Y)`` is
-   O(len(X) * len(Y)) (80,000 characters each: 9.6 s), ``instr`` and ``replace`` are
-   O(len(X) * len(Y)) memcmp (400,000 and 200,000 bytes: 0.7 s).
+   ``printf('%.*c', 2147483647, 'x')`` takes 3.6 s in one step, ``trim(X, Y)`` is
+   O(len(X) * len(Y)) (80,000 characters each: 10.2 s), ``instr`` and ``replace`` are
+   O(len(X) * len(Y)) memcmp (400,000 and 200,000 bytes: 0.76 s); figures from
+   ``python bench/bench_single_step.py``.
 
 DO run caller SQL only through :meth:`ReadConnection.query`, which prepares it as
 ``sqlpolicy.caller_sql(text)``: the statement cache is keyed by SQL text and a statement is
@@ -218,6 +219,19 @@ def busy_ms_until(deadline: float, busy_timeout_ms: int) -> int:
     return max(0, min(busy_timeout_ms, left_ms))
 
 
+def bound_busy_timeout(
+    conn: sqlite3.Connection, deadline: float, busy_timeout_ms: int, current_ms: int
+) -> int:
+    """Give ``conn`` the busy timeout that keeps lock waits inside ``deadline``; returns it.
+
+    ``current_ms`` is the timeout the connection has now: the PRAGMA runs only on a change.
+    """
+    wanted = busy_ms_until(deadline, busy_timeout_ms)
+    if wanted != current_ms:
+        conn.execute(f"PRAGMA busy_timeout={wanted}")
+    return wanted
+
+
 def _json_value(value: object) -> object:
     """A JSON-safe form of one SQLite value: blobs as ``{"$blob": base64}``, inf as text."""
     if isinstance(value, bytes):
@@ -340,10 +354,7 @@ class ReadConnection:
 
     def _bound_busy(self, deadline: float) -> None:
         """Keep a wait for the writer's lock inside ``deadline`` (internal)."""
-        wanted = busy_ms_until(deadline, self.busy_timeout_ms)
-        if wanted != self._busy_ms:
-            self.conn.execute(f"PRAGMA busy_timeout={wanted}")
-            self._busy_ms = wanted
+        self._busy_ms = bound_busy_timeout(self.conn, deadline, self.busy_timeout_ms, self._busy_ms)
 
     def begin(self, deadline: float = math.inf) -> None:
         """Open a read transaction: what follows sees one consistent state of the file.

@@ -67,7 +67,7 @@ from efsqlite.read_errors import (
     RouteNotFoundError,
 )
 from efsqlite.snapshot import DatabaseSnapshot, SnapshotDeadlineError, SnapshotStore
-from efsqlite.sqlpolicy import function_allow_list
+from efsqlite.sqlpolicy import FUNCTION_NAME_PATTERN, function_allow_list, is_text
 from efsqlite.types import ReadMode, SqlParams, SqlValue
 
 LOGGER_NAME = "efsqlite.reader"
@@ -87,7 +87,7 @@ _FIRST_POLL_S = 0.005
 _MAX_POLL_S = 0.1
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_FUNCTION_NAME_RE = re.compile(f"^{FUNCTION_NAME_PATTERN}$")
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -244,13 +244,8 @@ class StatusRequest:
 
 def _check_unicode(where: str, text: str) -> str:
     """``text`` if it can be sent to SQLite: no lone surrogate (as JSON's ``\\udc80`` gives)."""
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequestError(
-                f"{where} is not valid Unicode: it holds a lone surrogate"
-            ) from None
+    if not is_text(text):
+        raise InvalidRequestError(f"{where} is not valid Unicode: it holds a lone surrogate")
     return text
 
 

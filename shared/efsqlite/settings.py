@@ -15,8 +15,9 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from efsqlite.apply import DEFAULT_STEP_BUDGET
-from efsqlite.connections import default_heap_mb
+from efsqlite.connections import HEAP_MB_BOUNDS, default_heap_mb
 from efsqlite.exceptions import InvalidSettingError
+from efsqlite.sqlpolicy import FUNCTION_NAME_PATTERN
 from efsqlite.types import JournalMode
 
 ENV_PREFIX = "EFSQLITE_"
@@ -108,8 +109,8 @@ class WriterSettings(_Settings):
     )
     max_heap_mb: int | None = Field(
         None,
-        ge=16,
-        le=10_240,
+        ge=HEAP_MB_BOUNDS[0],
+        le=HEAP_MB_BOUNDS[1],
         description=(
             "SQLite's heap limit in MiB; unset means half the function's memory "
             "(AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or 256 outside Lambda."
@@ -117,7 +118,7 @@ class WriterSettings(_Settings):
     )
     extra_functions: str = Field(
         "",
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$|^$",
+        pattern=f"^({FUNCTION_NAME_PATTERN}(,{FUNCTION_NAME_PATTERN})*)?$",
         description="Comma-separated SQL functions the deployer registers, allowed in commands.",
     )
 

@@ -20,7 +20,9 @@ reads what it does and lists it:
   and ``sqlite3`` caches prepared statements by their text. Caller SQL is therefore always run
   as :func:`caller_sql` (a fixed prefix our own statements never start with), so a command
   that sends the exact text of one of our statements (``COMMIT``, a ledger insert) still gets
-  a statement of its own, prepared under the caller checks.
+  a statement of its own, prepared under the caller checks. (Installing an authorizer
+  expires every prepared statement, so what matters is what our own code prepares after it:
+  the writer's ``SAVEPOINT``/``RELEASE`` within a batch; ``tests/hostile`` sends both.)
 
 DO run caller SQL only as ``caller_sql(text)``.
 DON'T widen :data:`BUILTIN_FUNCTIONS` without a test that shows what the function can reach.
@@ -29,11 +31,15 @@ DON'T allow ``SQLITE_READ`` of a name because it is absent from a deny-list: unk
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable
 
 #: Prepended to every caller statement; none of efsqlite's own statements starts with it.
 CALLER_SQL_PREFIX = "/* efsqlite caller */ "
+#: A name a deployer may list in ``EFSQLITE_EXTRA_FUNCTIONS`` (writer and reader alike).
+FUNCTION_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+_LONE_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 _CORE_SCALAR = {
     "abs", "char", "changes", "coalesce", "concat", "concat_ws", "format", "glob", "hex",
@@ -86,6 +92,15 @@ SCHEMA_TABLES: frozenset[str] = frozenset(
 #: PRAGMAs that virtual table modules run on their own, read-only when given no value (FTS5
 #: reads ``data_version`` to notice other connections' writes).
 MODULE_PRAGMAS: frozenset[str] = frozenset({"data_version"})
+
+
+def is_text(value: str) -> bool:
+    """True if ``value`` is Unicode text (no lone surrogate): what ``sqlite3`` can bind.
+
+    JSON's ``"\\ud800"`` escape decodes to a lone surrogate, and ``sqlite3`` then raises
+    ``UnicodeEncodeError``, which no SQLite error handler catches: check caller text first.
+    """
+    return value.isascii() or _LONE_SURROGATE_RE.search(value) is None
 
 
 def caller_sql(sql: str) -> str:

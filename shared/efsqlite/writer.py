@@ -27,9 +27,10 @@ from efsqlite.connections import database_path, open_writer_connection, set_hard
 from efsqlite.exceptions import EfsqliteError, InvalidDatabaseNameError
 from efsqlite.ledger import InvalidSequenceNumberError, encode_position, excerpt
 from efsqlite.migrations import Migration, discover, migrate
-from efsqlite.models import body_text, is_text
+from efsqlite.models import body_text
 from efsqlite.names import DB_NAME_PATTERN, check_db_name
 from efsqlite.settings import WriterSettings
+from efsqlite.sqlpolicy import is_text
 
 #: Time kept back from the invocation's remaining time to write the ledger, commit and answer:
 #: no command starts later than this before Lambda's timeout.

@@ -768,8 +768,9 @@ def test_a_held_lock_is_waited_for_only_until_the_deadline(tmp_path: Path, mode:
 
 @pytest.mark.xfail(
     sqlite3.sqlite_version_info < (3, 54),
-    reason="SQLite before 3.54 builds printf('%.*c', 2147483647, ...) in one 3.4 s VM step, "
-    "which the progress handler cannot interrupt; 3.54.1 refuses it at once (too big)",
+    reason="SQLite before 3.54 builds printf('%.*c', 2147483647, ...) in one VM step (3.6 s: "
+    "bench/bench_single_step.py), which the progress handler cannot interrupt; 3.54.1 refuses "
+    "it at once (too big)",
     strict=True,
 )
 def test_a_single_step_printf_answers_within_its_deadline(world: Path) -> None:

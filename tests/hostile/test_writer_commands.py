@@ -268,14 +268,31 @@ def test_packed_savepoint_attack_cannot_make_the_ledger_lie(
     assert outcomes(data_dir)["p1"][0] == outcomes(data_dir)["p4"][0] == "applied"
 
 
+@pytest.mark.parametrize("query", [False, True])
+@pytest.mark.parametrize(
+    "sql",
+    ["COMMIT", "RELEASE efsqlite_command", "SELECT sql FROM sqlite_stmt", "DROP TABLE kv"],
+)
 def test_named_command_sql_runs_under_the_same_checks(
-    writer_env: dict[str, str], data_dir: Path, cold_start_writer: Callable[[], ModuleType]
+    hostile_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    cold_start_writer: Callable[[], ModuleType],
+    data_dir: Path,
+    sql: str,
+    query: bool,
 ) -> None:
-    # GIVEN the sample registry's handlers, whose SQL goes through ctx.execute/ctx.query
+    # GIVEN a deployer's handler that runs the SQL it is given through ctx.execute/ctx.query
+    monkeypatch.setenv("EFSQLITE_COMMANDS", "tests.hostile.hostile_app:registry")
     app = cold_start_writer()
-    good = {"v": 1, "id": "n1", "db": "main", "command": "put", "args": {"k": "n1", "v": "x"}}
-    assert failures(invoke(app, sqs_record(good))) == []
-    assert outcomes(data_dir)["n1"] == ("applied", None)
+    args = {"marker": "named", "sql": sql, "query": query}
+    bad = {"v": 1, "id": "named", "db": "main", "command": "run_sql", "args": args}
+    # WHEN it runs a refused statement between two well-behaved neighbours (the first one
+    # leaves the writer's own SAVEPOINT/RELEASE statements in the statement cache)
+    records = [sqs_record(probe("before")), sqs_record(bad), sqs_record(probe("after"))]
+    assert failures(invoke(app, *records)) == []
+    # THEN the named command is rejected whole, like a raw one, and the neighbours apply
+    assert outcomes(data_dir)["named"] == ("rejected", "NotAllowed")
+    assert_ledger_matches_tables(data_dir, ["before", "named", "after"])
 
 
 # -- crashes ----------------------------------------------------------------------------------

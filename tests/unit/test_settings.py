@@ -29,6 +29,17 @@ def test_values_come_from_efsqlite_variables() -> None:
         ("EFSQLITE_JOURNAL_MODE", "WAL"),
         ("EFSQLITE_LEDGER_RETENTION_DAYS", "7"),
         ("EFSQLITE_ALLOW_RAW_STATEMENTS", "maybe"),
+        ("EFSQLITE_COMMAND_STEP_BUDGET", "0"),
+        ("EFSQLITE_COMMAND_STEP_BUDGET", "9" * 40),
+        ("EFSQLITE_COMMAND_STEP_BUDGET", "1e9"),
+        ("EFSQLITE_MAX_VALUE_BYTES", "-1"),
+        ("EFSQLITE_MAX_VALUE_BYTES", "\ud800"),
+        ("EFSQLITE_MAX_HEAP_MB", "1"),
+        ("EFSQLITE_MAX_HEAP_MB", "99999999"),
+        ("EFSQLITE_EXTRA_FUNCTIONS", "a;DROP TABLE x"),
+        ("EFSQLITE_EXTRA_FUNCTIONS", "a,,b"),
+        ("EFSQLITE_EXTRA_FUNCTIONS", "x" * 65),
+        ("EFSQLITE_EXTRA_FUNCTIONS", "caf\u00e9"),
     ],
 )
 def test_bad_setting_names_the_variable(var: str, value: str) -> None:
@@ -45,3 +56,15 @@ def test_bad_database_names_are_refused(name: str) -> None:
 
 def test_good_database_name_maps_to_a_file() -> None:
     assert database_path(Path("/data"), "orders_2-eu") == Path("/data/orders_2-eu.sqlite")
+
+
+def test_limits_settings_read_and_default() -> None:
+    settings = WriterSettings.from_env(
+        {"EFSQLITE_EXTRA_FUNCTIONS": "slugify,haversine", "EFSQLITE_MAX_HEAP_MB": "64"}
+    )
+    assert settings.extra_function_names() == ["slugify", "haversine"]
+    assert settings.heap_limit_bytes() == 64 << 20
+    unset = WriterSettings.from_env({})
+    assert unset.heap_limit_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"}) == 512 << 20
+    assert unset.heap_limit_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "x"}) == 256 << 20
+    assert unset.extra_function_names() == []

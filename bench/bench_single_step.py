@@ -1,0 +1,129 @@
+"""What a deadline cannot stop: SQLite work done inside one VM step, and snapshot copy steps.
+
+    python bench/bench_single_step.py        # prints JSON, one entry per case
+
+The reader's deadline is checked by the progress handler between VM steps, so a single
+function call that loops internally runs to its end. Each case runs once on a connection set
+up as the reader's is (the 5 MB ``SQLITE_LIMIT_LENGTH``, a deadline of 100 ms through the
+progress handler) and reports the wall time and the outcome. The backup cases copy a
+41 MB file into a scratch folder in ``efsqlite.snapshot.BACKUP_PAGES_PER_STEP``-page steps
+and in one step: the median of 5 copies and the median time per step.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from efsqlite.query import PROGRESS_STEPS
+from efsqlite.snapshot import BACKUP_PAGES_PER_STEP
+
+LENGTH_LIMIT = 5_000_000
+DEADLINE_S = 0.1
+CASES = {
+    "printf('%.*c', 2147483647, 'x')": ("SELECT length(printf('%.*c', 2147483647, 'x'))", ()),
+    "printf('%.*c', 200000000, 'x')": ("SELECT length(printf('%.*c', 200000000, 'x'))", ()),
+    # Every character of X is the last one of Y: each trimmed character scans all of Y.
+    "trim(X, Y), 40,000 characters each": (
+        "SELECT length(trim(?, ?))",
+        ("a" * 40_000, "b" * 39_999 + "a"),
+    ),
+    "trim(X, Y), 80,000 characters each": (
+        "SELECT length(trim(?, ?))",
+        ("a" * 80_000, "b" * 79_999 + "a"),
+    ),
+    "instr(X, Y), 200,000 and 100,000 bytes": (
+        "SELECT instr(?, ?)",
+        ("a" * 200_000, "a" * 99_999 + "b"),
+    ),
+    "replace(X, Y, ''), 400,000 and 200,000 bytes": (
+        "SELECT length(replace(?, ?, ''))",
+        ("a" * 400_000, "a" * 199_999 + "b"),
+    ),
+    "hex(zeroblob(2,000,000))": ("SELECT length(hex(zeroblob(2000000)))", ()),
+    "upper(X), 5,000,000 characters": ("SELECT length(upper(?))", ("a" * 4_999_000,)),
+    "quote(randomblob(2,000,000))": ("SELECT length(quote(randomblob(2000000)))", ()),
+    "json_valid(X), a 5 MB array": (
+        "SELECT json_valid(?)",
+        ("[" + ",".join(["1"] * 2_400_000) + "]",),
+    ),
+    "X LIKE Y, 100,000 characters and 1,000 wildcards": (
+        "SELECT ? LIKE ?",
+        ("a" * 100_000, "%a" * 1_000 + "b"),
+    ),
+    # The sort of a stored table runs before the first row comes out.
+    "ORDER BY randomblob(60) of 2,000,000 rows (first row)": (
+        "SELECT x FROM t ORDER BY randomblob(60)",
+        (),
+    ),
+}
+#: Rows of the table the sort case reads, stored before the deadline starts.
+SORT_ROWS = 2_000_000
+
+
+def single_step(sql: str, params: tuple[str, ...]) -> dict[str, object]:
+    conn = sqlite3.connect(":memory:")
+    if " FROM t " in sql:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.execute(
+            "INSERT INTO t WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r "
+            f"WHERE x < {SORT_ROWS}) SELECT x FROM r"
+        )
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, LENGTH_LIMIT)
+    deadline = time.monotonic() + DEADLINE_S
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_STEPS)
+    started = time.perf_counter()
+    try:
+        outcome = repr(conn.execute(sql, params).fetchone()[0])
+    except (sqlite3.Error, MemoryError) as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - started
+    conn.close()
+    return {"seconds": round(seconds, 4), "outcome": outcome}
+
+
+def backup_steps(folder: Path) -> dict[str, object]:
+    source_path = folder / "source.sqlite"
+    source = sqlite3.connect(source_path)
+    source.execute("CREATE TABLE t (b BLOB)")
+    source.executemany("INSERT INTO t VALUES (randomblob(4000))", [()] * 10_000)
+    source.commit()
+    size = source_path.stat().st_size
+    results: dict[str, object] = {"file_bytes": size}
+    for label, pages in (("stepped", BACKUP_PAGES_PER_STEP), ("one_step", -1)):
+        totals, per_step = [], []
+        for n in range(5):
+            target = sqlite3.connect(folder / f"{label}-{n}.sqlite")
+            steps = [0]
+
+            def progress(_status: int, _remaining: int, _total: int, steps: list[int] = steps):
+                steps[0] += 1
+
+            started = time.perf_counter()
+            source.backup(target, pages=pages, progress=progress)
+            elapsed = time.perf_counter() - started
+            target.close()
+            totals.append(elapsed)
+            per_step.append(elapsed / max(steps[0], 1))
+        results[label] = {
+            "median_ms": round(statistics.median(totals) * 1000, 2),
+            "median_ms_per_step": round(statistics.median(per_step) * 1000, 3),
+        }
+    source.close()
+    return results
+
+
+def main() -> None:
+    report: dict[str, object] = {"sqlite_version": sqlite3.sqlite_version}
+    report["single_step"] = {name: single_step(*case) for name, case in CASES.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        report["backup"] = backup_steps(Path(folder))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
