@@ -11,10 +11,10 @@ longest a command can run before it is rejected ``ResourceLimit``.
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
 import time
 
+from efsqlite import engine
 from efsqlite.apply import DEFAULT_STEP_BUDGET, PROGRESS_STEPS
 
 SQL = (
@@ -24,16 +24,16 @@ SQL = (
 
 
 def one_run() -> tuple[int, float]:
-    conn = sqlite3.connect(":memory:")
+    conn = engine.Connection(":memory:")
     calls = [0]
 
-    def progress() -> int:
+    def progress() -> bool:
         calls[0] += 1
-        return 0
+        return False
 
     conn.set_progress_handler(progress, PROGRESS_STEPS)
     started = time.perf_counter()
-    conn.execute(SQL).fetchone()
+    conn.execute(SQL).fetchall()
     elapsed = time.perf_counter() - started
     conn.close()
     return calls[0] * PROGRESS_STEPS, elapsed
@@ -47,7 +47,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "sqlite_version": sqlite3.sqlite_version,
+                "sqlite_version": engine.sqlite_version(),
                 "steps": steps,
                 "median_seconds": round(seconds, 4),
                 "steps_per_second": round(rate),

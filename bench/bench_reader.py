@@ -1,9 +1,10 @@
-"""Read-path benchmark: the reader handler against a bare sqlite3 point query, same file, same run.
+"""Read-path benchmark: the reader handler against a bare SQLite point query, same file, same run.
 
 Measures, on databases written by the real Writer:
 
 1. Warm handler latency of a primary-key point query (p50, p99) over many calls, in snapshot
-   and direct modes, against a bare persistent ``sqlite3`` connection running the same query.
+   and direct modes, against a bare persistent connection (same SQLite build) running the
+   same query.
 2. Filesystem syscalls per call (``strace -f -c``), by subtracting a run of 0 calls from a run
    of N calls in a child process: the cost of the staleness check (snapshot mode, checked on
    every call and on the default 1 s window) and of a direct read. On EFS each is roughly a
@@ -26,7 +27,6 @@ import os
 import re
 import resource
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -40,6 +40,7 @@ for extra in (REPO, REPO / "shared"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from efsqlite import engine  # noqa: E402
 from efsqlite.connections import open_readonly_connection  # noqa: E402
 from efsqlite.query import QueryLimits  # noqa: E402
 from efsqlite.reader import Reader, ReaderSettings  # noqa: E402
@@ -165,7 +166,7 @@ def time_bare(path: Path, calls: int, accounts: int) -> dict[str, float]:
 
 
 def latency(root: Path, path: Path, calls: int, accounts: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"bare_sqlite3": time_bare(path, calls, accounts)}
+    out: dict[str, Any] = {"bare_sqlite": time_bare(path, calls, accounts)}
     variants = {
         "snapshot": {"read_mode": "snapshot", "max_staleness_ms": 1000},
         "snapshot_check_every_call": {"read_mode": "snapshot", "max_staleness_ms": 0},
@@ -178,7 +179,7 @@ def latency(root: Path, path: Path, calls: int, accounts: int) -> dict[str, Any]
         reader = Reader(settings)
         out[name] = time_handler(reader, calls, accounts)
         reader.close()
-    bare = out["bare_sqlite3"]["p50_us"]
+    bare = out["bare_sqlite"]["p50_us"]
     for name in variants:
         out[name]["overhead_p50_us"] = out[name]["p50_us"] - bare
     return out
@@ -353,10 +354,11 @@ def refresh(root: Path, path: Path, runs: int) -> dict[str, Any]:
     for run in range(runs):
         target_path = root / f"backup-only-{run}.sqlite"
         started = time.perf_counter()
-        target = sqlite3.connect(target_path, isolation_level=None)
+        target = engine.Connection(str(target_path))
         target.execute("PRAGMA journal_mode=OFF")
         target.execute("PRAGMA synchronous=OFF")
-        source.backup(target)
+        with target.backup("main", source, "main") as backup:
+            backup.step(-1)
         target.close()
         backups.append((time.perf_counter() - started) * 1000)
         target_path.unlink()
@@ -380,7 +382,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"## Reader benchmark ({results['label']})",
         "",
-        f"Point query by primary key, {lat['bare_sqlite3']['calls']} warm calls each:",
+        f"Point query by primary key, {lat['bare_sqlite']['calls']} warm calls each:",
         "",
         "| variant | p50 µs | p99 µs | overhead vs bare at p50 µs |",
         "|---|---|---|---|",
@@ -435,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {
             "label": "quick" if args.quick else "full",
             "python": sys.version.split()[0],
-            "sqlite": sqlite3.sqlite_version,
+            "sqlite": engine.sqlite_version(),
             "latency": latency(root / "small", path, calls, accounts),
             "syscalls": syscalls(root / "small", strace_calls),
             "cold_start": import_times(3 if args.quick else 7),

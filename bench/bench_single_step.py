@@ -13,12 +13,13 @@ and in one step: the median of 5 copies and the median time per step.
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import apsw
+from efsqlite import engine
 from efsqlite.query import PROGRESS_STEPS
 from efsqlite.snapshot import BACKUP_PAGES_PER_STEP
 
@@ -66,20 +67,20 @@ SORT_ROWS = 2_000_000
 
 
 def single_step(sql: str, params: tuple[str, ...]) -> dict[str, object]:
-    conn = sqlite3.connect(":memory:")
+    conn = apsw.Connection(":memory:")
     if " FROM t " in sql:
         conn.execute("CREATE TABLE t (x INTEGER)")
         conn.execute(
             "INSERT INTO t WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r "
             f"WHERE x < {SORT_ROWS}) SELECT x FROM r"
         )
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, LENGTH_LIMIT)
+    conn.limit(apsw.SQLITE_LIMIT_LENGTH, LENGTH_LIMIT)
     deadline = time.monotonic() + DEADLINE_S
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_STEPS)
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
     started = time.perf_counter()
     try:
-        outcome = repr(conn.execute(sql, params).fetchone()[0])
-    except (sqlite3.Error, MemoryError) as exc:
+        outcome = repr(conn.execute(sql, params).fetchall()[0][0])
+    except (apsw.Error, MemoryError) as exc:
         outcome = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
     conn.close()
@@ -88,27 +89,26 @@ def single_step(sql: str, params: tuple[str, ...]) -> dict[str, object]:
 
 def backup_steps(folder: Path) -> dict[str, object]:
     source_path = folder / "source.sqlite"
-    source = sqlite3.connect(source_path)
-    source.execute("CREATE TABLE t (b BLOB)")
+    source = apsw.Connection(str(source_path))
+    source.execute("BEGIN; CREATE TABLE t (b BLOB)")
     source.executemany("INSERT INTO t VALUES (randomblob(4000))", [()] * 10_000)
-    source.commit()
+    source.execute("COMMIT")
     size = source_path.stat().st_size
     results: dict[str, object] = {"file_bytes": size}
     for label, pages in (("stepped", BACKUP_PAGES_PER_STEP), ("one_step", -1)):
         totals, per_step = [], []
         for n in range(5):
-            target = sqlite3.connect(folder / f"{label}-{n}.sqlite")
-            steps = [0]
-
-            def progress(_status: int, _remaining: int, _total: int, steps: list[int] = steps):
-                steps[0] += 1
-
+            target = apsw.Connection(str(folder / f"{label}-{n}.sqlite"))
+            steps = 0
             started = time.perf_counter()
-            source.backup(target, pages=pages, progress=progress)
+            with target.backup("main", source, "main") as backup:
+                while not backup.done:
+                    backup.step(pages)
+                    steps += 1
             elapsed = time.perf_counter() - started
             target.close()
             totals.append(elapsed)
-            per_step.append(elapsed / max(steps[0], 1))
+            per_step.append(elapsed / max(steps, 1))
         results[label] = {
             "median_ms": round(statistics.median(totals) * 1000, 2),
             "median_ms_per_step": round(statistics.median(per_step) * 1000, 3),
@@ -118,7 +118,7 @@ def backup_steps(folder: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    report: dict[str, object] = {"sqlite_version": sqlite3.sqlite_version}
+    report: dict[str, object] = {"sqlite_version": engine.sqlite_version()}
     report["single_step"] = {name: single_step(*case) for name, case in CASES.items()}
     with tempfile.TemporaryDirectory() as folder:
         report["backup"] = backup_steps(Path(folder))

@@ -1,4 +1,4 @@
-"""Write-path benchmark: efsqlite's writer against raw sqlite3 and the naive design.
+"""Write-path benchmark: efsqlite's writer against raw SQLite and the naive design.
 
 Each measurement is a separate worker process (``python bench/bench_write.py worker ...``), so
 the latency model (``strace`` delays, see ``bench/efs_model.py``) and the syscall counter wrap
@@ -10,8 +10,9 @@ Kinds of worker, all inserting the same row (``INSERT INTO items ... VALUES (?, 
 - ``efsqlite``: the real :class:`efsqlite.writer.Writer` on a real file, fed Lambda-shaped SQS
   FIFO events of ``batch`` records; with ``--per-message C`` each record is a packed message
   of ``C`` commands.
-- ``raw``: one sqlite3 connection, one ``BEGIN IMMEDIATE ... COMMIT`` per batch of the same
-  statements, same journal mode, ``synchronous=FULL``. The physical limit.
+- ``raw``: one connection of the same SQLite build (``efsqlite.engine``), one
+  ``BEGIN IMMEDIATE ... COMMIT`` per batch of the same statements, same journal mode,
+  ``synchronous=FULL``. The physical limit.
 - ``naive``: what a writer Lambda without a queue does: open the shared file, write one
   command in its own transaction, close. Run N of them at once; ``database is locked`` errors
   are counted and retried.
@@ -23,7 +24,6 @@ import argparse
 import json
 import os
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import apsw
 
 REPO = Path(__file__).resolve().parents[1]
 if str(Path(__file__).resolve().parent) not in sys.path:
@@ -132,7 +134,7 @@ def worker_efsqlite(args: argparse.Namespace) -> None:
 def worker_raw(args: argparse.Namespace) -> None:
     path = Path(args.dir) / f"{args.db}.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = apsw.Connection(str(path))
     conn.execute(f"PRAGMA journal_mode={args.journal_mode}")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(TABLE_SQL)
@@ -166,7 +168,8 @@ def worker_naive(args: argparse.Namespace) -> None:
     done = locked = retries = 0
 
     def one(n: int) -> None:
-        conn = sqlite3.connect(path, timeout=args.busy_timeout_ms / 1000, isolation_level=None)
+        conn = apsw.Connection(str(path))
+        conn.set_busy_timeout(args.busy_timeout_ms)
         try:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
@@ -181,9 +184,7 @@ def worker_naive(args: argparse.Namespace) -> None:
             try:
                 one(n)
                 return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
+            except (apsw.BusyError, apsw.LockedError):
                 locked += 1
                 retries += 1
                 if args.retry_sleep_ms:
@@ -275,7 +276,7 @@ def fresh(root: Path, name: str) -> Path:
 
 
 def prepare_shared_db(folder: Path, db: str, journal_mode: str = "DELETE") -> None:
-    conn = sqlite3.connect(folder / f"{db}.sqlite", isolation_level=None)
+    conn = apsw.Connection(str(folder / f"{db}.sqlite"))
     conn.execute(f"PRAGMA journal_mode={journal_mode}")
     conn.execute(TABLE_SQL)
     conn.close()

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import re
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_write  # noqa: E402
 import efs_model  # noqa: E402
+from efsqlite import engine  # noqa: E402
 
 GOALS_NOTE = "Goals are targets to report against, not assertions."
 
@@ -62,7 +62,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
+        "sqlite": engine.sqlite_version(),
         "strace": strace_version,
         "loadavg_at_start": [round(x, 2) for x in load],
         "data_root": bench_write.data_root() or tempfile.gettempdir(),
@@ -185,16 +185,16 @@ def goals(write: Mapping[str, Any], reader: Mapping[str, Any]) -> list[dict[str,
     rows = [
         ("fdatasync per command at batch 10", "<= 0.5",
          counts["efsqlite_b10"]["per_command"]["fdatasync"], lambda v: v <= 0.5, "{:.2f}"),
-        ("round trips per commit vs raw sqlite3 (batch 10)", "<= 1.10x",
+        ("round trips per commit vs raw SQLite (batch 10)", "<= 1.10x",
          eff_rt / raw_rt, lambda v: v <= 1.10, "{:.2f}x"),
-        ("batch-10 throughput vs raw sqlite3 (model)", ">= 0.9x",
+        ("batch-10 throughput vs raw SQLite (model)", ">= 0.9x",
          rate["efsqlite_b10"] / rate["raw_b10"], lambda v: v >= 0.9, "{:.2f}x"),
         ("batch-10 throughput vs naive design at N=4 (model)", ">= 10x",
          rate["efsqlite_b10"] / naive4, lambda v: v >= 10, "{:.1f}x"),
         ("K=4 databases vs K=1 (model)", ">= 3x", k4 / k1, lambda v: v >= 3, "{:.2f}x"),
         ("packed commands/s on one database (model)", ">= 10,000",
          rate["efsqlite_packed"], lambda v: v >= 10_000, "{:,.0f}"),
-        ("packed throughput vs raw sqlite3 packed (model)", ">= 0.5x",
+        ("packed throughput vs raw SQLite packed (model)", ">= 0.5x",
          rate["efsqlite_packed"] / rate["raw_packed"], lambda v: v >= 0.5, "{:.2f}x"),
     ]  # fmt: skip
     out = [
@@ -250,7 +250,7 @@ def plots(write: Mapping[str, Any], folder: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     batches = [1, 5, 10]
-    ax.plot(batches, [rate[f"raw_b{b}"] for b in batches], "o-", label="raw sqlite3")
+    ax.plot(batches, [rate[f"raw_b{b}"] for b in batches], "o-", label="raw SQLite")
     ax.plot(batches, [rate[f"efsqlite_b{b}"] for b in batches], "s-", label="efsqlite writer")
     naive = write["naive"]
     ax.axhline(naive["1"]["commands_per_s"], color="grey", ls="--", label="naive, N=1")
@@ -350,13 +350,13 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
     ]
     for key, label in [
         ("efsqlite_b1", "efsqlite, batch 1"),
-        ("raw_b1", "raw sqlite3, batch 1"),
+        ("raw_b1", "raw SQLite, batch 1"),
         ("efsqlite_b5", "efsqlite, batch 5"),
-        ("raw_b5", "raw sqlite3, batch 5"),
+        ("raw_b5", "raw SQLite, batch 5"),
         ("efsqlite_b10", "efsqlite, batch 10"),
-        ("raw_b10", "raw sqlite3, batch 10"),
+        ("raw_b10", "raw SQLite, batch 10"),
         ("efsqlite_packed", "efsqlite, packed 10 x 100"),
-        ("raw_packed", "raw sqlite3, same 1,000 statements"),
+        ("raw_packed", "raw SQLite, same 1,000 statements"),
     ]:
         c = counts[key]
         pc = c["per_command"]

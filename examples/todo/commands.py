@@ -44,15 +44,15 @@ def add_todo(ctx: CommandContext, args: AddTodo) -> None:
 
 @registry.command("complete_todo", args=TodoId)
 def complete_todo(ctx: CommandContext, args: TodoId) -> None:
-    cursor = ctx.execute("UPDATE todos SET done = 1 WHERE id = ? AND done = 0", (args.id,))
-    if cursor.rowcount == 0:
+    result = ctx.execute("UPDATE todos SET done = 1 WHERE id = ? AND done = 0", (args.id,))
+    if result.rowcount == 0:
         raise CommandRejectedError(f"no open todo {args.id!r}", error_type="NotFound")
 
 
 @registry.command("rename_todo", args=RenameTodo)
 def rename_todo(ctx: CommandContext, args: RenameTodo) -> None:
-    cursor = ctx.execute("UPDATE todos SET title = ? WHERE id = ?", (args.title, args.id))
-    if cursor.rowcount == 0:
+    result = ctx.execute("UPDATE todos SET title = ? WHERE id = ?", (args.title, args.id))
+    if result.rowcount == 0:
         raise CommandRejectedError(f"no todo {args.id!r}", error_type="NotFound")
 
 
@@ -65,6 +65,6 @@ def delete_todo(ctx: CommandContext, args: TodoId) -> None:
 def set_priority(ctx: CommandContext, args: SetPriority) -> None:
     # Needs migration 0002; send it with expect_schema=2 so it waits (fails, then DLQ)
     # instead of being rejected while the column is missing.
-    cursor = ctx.execute("UPDATE todos SET priority = ? WHERE id = ?", (args.priority, args.id))
-    if cursor.rowcount == 0:
+    result = ctx.execute("UPDATE todos SET priority = ? WHERE id = ?", (args.priority, args.id))
+    if result.rowcount == 0:
         raise CommandRejectedError(f"no todo {args.id!r}", error_type="NotFound")

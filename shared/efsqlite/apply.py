@@ -41,14 +41,14 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import apsw
 from pydantic import TypeAdapter, ValidationError
 
-from efsqlite import ledger
+from efsqlite import engine, ledger
 from efsqlite.commands import CommandContext, CommandRegistry
 from efsqlite.exceptions import CommandRejectedError, EfsqliteError
 from efsqlite.ledger import LedgerEntry
@@ -75,28 +75,28 @@ from efsqlite.types import Outcome
 #: Transient codes after which SQLite may have rolled the transaction back on its own: the
 #: whole batch is abandoned rather than committing on top of an uncertain state.
 _BATCH_FATAL_CODES = {
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_CORRUPT,
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_PROTOCOL,
-    sqlite3.SQLITE_NOTADB,
+    apsw.SQLITE_IOERR,
+    apsw.SQLITE_CORRUPT,
+    apsw.SQLITE_FULL,
+    apsw.SQLITE_CANTOPEN,
+    apsw.SQLITE_PROTOCOL,
+    apsw.SQLITE_NOTADB,
 }
 #: Primary SQLite result codes that mean "the system could not decide": retry later.
 _TRANSIENT_CODES = _BATCH_FATAL_CODES | {
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_INTERRUPT,
+    apsw.SQLITE_BUSY,
+    apsw.SQLITE_LOCKED,
+    apsw.SQLITE_READONLY,
+    apsw.SQLITE_INTERRUPT,
 }
 #: A command that needs more memory or a bigger value than the caps allow: the same answer
 #: every time the command runs against the same state, so it is rejected, not retried.
-_RESOURCE_CODES = {sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_TOOBIG}
+_RESOURCE_CODES = {apsw.SQLITE_NOMEM, apsw.SQLITE_TOOBIG}
 
 #: The work budget counts VM steps in units of this many (one progress-handler call each).
 PROGRESS_STEPS = 1000
-#: About a second of SQLite work here (``python bench/bench_budget.py``: 90 M steps/s, so
-#: 1.1 s); a plain INSERT takes well under 100 steps.
+#: About 0.6 s of SQLite work here (``python bench/bench_budget.py``: 169 M steps/s on the
+#: pinned 3.54.1); a plain INSERT takes well under 100 steps.
 DEFAULT_STEP_BUDGET = 100_000_000
 #: After the deadline interrupts a writing statement (which loses the transaction), the
 #: commands before it are replayed and committed; the replay may run this much past it.
@@ -107,10 +107,10 @@ _SAVEPOINT_SQL = f"SAVEPOINT {_SAVEPOINT}"
 _RELEASE_SQL = f"RELEASE {_SAVEPOINT}"
 _ROLLBACK_TO_SQL = f"ROLLBACK TO {_SAVEPOINT}"
 
-_OK = sqlite3.SQLITE_OK
-_DENY = sqlite3.SQLITE_DENY
-_ALWAYS_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE}
-_WRITE_ACTIONS = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
+_OK = apsw.SQLITE_OK
+_DENY = apsw.SQLITE_DENY
+_ALWAYS_ALLOWED = {apsw.SQLITE_SELECT, apsw.SQLITE_RECURSIVE}
+_WRITE_ACTIONS = {apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,15 +223,15 @@ class _Guard:
     ) -> int:
         if not self.active or action in _ALWAYS_ALLOWED:
             return _OK
-        if action == sqlite3.SQLITE_READ:
+        if action == apsw.SQLITE_READ:
             return _OK if reads_allowed(arg1, arg2, self.schema) else _DENY
-        if action == sqlite3.SQLITE_FUNCTION:
+        if action == apsw.SQLITE_FUNCTION:
             return _OK if (arg2 or "").lower() in self.functions else _DENY
-        if action == sqlite3.SQLITE_PRAGMA:
+        if action == apsw.SQLITE_PRAGMA:
             return _OK if arg1 in MODULE_PRAGMAS and arg2 is None else _DENY
         if action in _WRITE_ACTIONS:
             name = (arg1 or "").lower()
-            if action == sqlite3.SQLITE_UPDATE and name in SCHEMA_TABLES:
+            if action == apsw.SQLITE_UPDATE and name in SCHEMA_TABLES:
                 # A virtual table's constructor declaring its columns; SQLite itself refuses
                 # a real write to the schema table (writable_schema is a denied PRAGMA).
                 return _OK
@@ -243,17 +243,18 @@ class _Guard:
                 return _OK
         return _DENY
 
-    def progress(self) -> int:
+    def progress(self) -> bool:
+        """True interrupts the statement (``SQLITE_INTERRUPT``)."""
         if not self.active:
-            return 0
+            return False
         self.steps += PROGRESS_STEPS
         if self.steps > self.budget:
             self.tripped = "budget"
-            return 1
+            return True
         if time.monotonic() > self.deadline:
             self.tripped = "deadline"
-            return 1
-        return 0
+            return True
+        return False
 
 
 @dataclass(slots=True)
@@ -325,20 +326,23 @@ class _Run:
         return result
 
 
-def classify_sqlite_error(exc: sqlite3.Error) -> tuple[str, bool]:
-    """Return (error type, transient?) for an error raised while running a command."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    name = getattr(exc, "sqlite_errorname", None)
-    if code is None:
+def classify_sqlite_error(exc: Exception) -> tuple[str, bool]:
+    """Return (error type, transient?) for an error raised while running a command.
+
+    ``exc`` is one of :data:`efsqlite.engine.SQL_ERRORS`. Several statements in one entry,
+    a wrong number of bindings or a missing named one are ``InvalidStatement``.
+    """
+    code = engine.primary_code(exc)
+    if code is None or isinstance(exc, apsw.BindingsError):
         return ("InvalidStatement", False)
-    if code & 0xFF in _TRANSIENT_CODES:
-        return (str(name or "SQLiteError"), True)
-    if code & 0xFF in _RESOURCE_CODES:
+    if code in _TRANSIENT_CODES:
+        return (engine.error_name(exc), True)
+    if code in _RESOURCE_CODES:
         return ("ResourceLimit", False)
     # A denied function is SQLITE_ERROR "not authorized to use function: ...".
-    if code & 0xFF == sqlite3.SQLITE_AUTH or str(exc).startswith("not authorized"):
+    if code == apsw.SQLITE_AUTH or str(exc).startswith("not authorized"):
         return ("NotAllowed", False)
-    if code & 0xFF == sqlite3.SQLITE_CONSTRAINT:
+    if code == apsw.SQLITE_CONSTRAINT:
         return ("ConstraintViolation", False)
     return ("SQLError", False)
 
@@ -364,7 +368,7 @@ class Applier:
     # -- public entry point -----------------------------------------------------------------
     def apply(
         self,
-        conn: sqlite3.Connection,
+        conn: apsw.Connection,
         db: str,
         records: Sequence[IncomingRecord],
         *,
@@ -379,7 +383,7 @@ class Applier:
         parsed = [self._parse(record, db) for record in records]
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+        except engine.SQL_ERRORS as exc:
             error_type, _ = classify_sqlite_error(exc)
             return _all_failed(db, records, error_type, str(exc))
         try:
@@ -397,7 +401,7 @@ class Applier:
                 now_ms=int(self.clock() * 1000),
                 result=BatchResult(db=db),
             )
-        except sqlite3.Error as exc:
+        except engine.SQL_ERRORS as exc:
             _rollback_quietly(conn)
             error_type, _ = classify_sqlite_error(exc)
             return _all_failed(db, records, error_type, str(exc))
@@ -416,7 +420,7 @@ class Applier:
                     run.forced[lost.command_id] = _Rejection(lost.error_type, str(lost))
                     try:
                         conn.execute("BEGIN IMMEDIATE")
-                    except sqlite3.Error as exc:
+                    except engine.SQL_ERRORS as exc:
                         return run.fail_rest(classify_sqlite_error(exc)[0], str(exc))
                 except _DeadlineLostError as lost:
                     # Replay what came before the interrupted command and commit it, within
@@ -429,12 +433,12 @@ class Applier:
                     guard.deadline += REPLAY_GRACE_S
                     try:
                         conn.execute("BEGIN IMMEDIATE")
-                    except sqlite3.Error as exc:
+                    except engine.SQL_ERRORS as exc:
                         return run.fail_rest(classify_sqlite_error(exc)[0], str(exc))
                 except _CommandFailedError as exc:
                     _rollback_quietly(conn)
                     return run.fail_rest(exc.error_type, str(exc))
-                except sqlite3.Error as exc:
+                except engine.SQL_ERRORS as exc:
                     _rollback_quietly(conn)
                     return run.fail_rest(classify_sqlite_error(exc)[0], str(exc))
         except BaseException:
@@ -442,13 +446,11 @@ class Applier:
             raise
         finally:
             guard.active = False
-            conn.set_progress_handler(None, 0)
+            conn.set_progress_handler(None)
             conn.set_authorizer(None)
 
     # -- the walk over the records ----------------------------------------------------------
-    def _walk(
-        self, conn: sqlite3.Connection, run: _Run, prune_before_ms: int | None
-    ) -> BatchResult:
+    def _walk(self, conn: apsw.Connection, run: _Run, prune_before_ms: int | None) -> BatchResult:
         """Apply the records from ``run.start`` on and commit; raises if the transaction is lost."""
         records, guard = run.records, run.guard
         failure: tuple[int, str, str, str | None] | None = None  # index, type, msg, id
@@ -519,7 +521,7 @@ class Applier:
 
     def _commit(
         self,
-        conn: sqlite3.Connection,
+        conn: apsw.Connection,
         run: _Run,
         next_start: tuple[int, int],
         *,
@@ -579,7 +581,7 @@ class Applier:
 
     def _apply_packed_fast(
         self,
-        conn: sqlite3.Connection,
+        conn: apsw.Connection,
         commands: list[AnyCommand],
         record: IncomingRecord,
         run: _Run,
@@ -638,7 +640,7 @@ class Applier:
 
     def _apply_command(
         self,
-        conn: sqlite3.Connection,
+        conn: apsw.Connection,
         command: AnyCommand,
         record: IncomingRecord,
         run: _Run,
@@ -682,19 +684,17 @@ class Applier:
             return _Rejection("NotAllowed", "raw statements are turned off; use a named command")
         return None
 
-    def _execute(
-        self, conn: sqlite3.Connection, db: str, command: AnyCommand, version: int
-    ) -> None:
+    def _execute(self, conn: apsw.Connection, db: str, command: AnyCommand, version: int) -> None:
         """Run the command's SQL with the caller checks on (the guard is active)."""
         if isinstance(command, StatementsCommand):
             for statement in command.statements:
                 # Stepped to the end (RETURNING, SELECT) but never kept: memory stays flat.
-                for _ in conn.execute(caller_sql(statement.sql), statement.params):
+                for _ in engine.execute_one(conn, caller_sql(statement.sql), statement.params):
                     pass
         else:
             self._run_named(conn, db, command, version)
 
-    def _run(self, conn: sqlite3.Connection, run: _Run, command: AnyCommand) -> _Rejection | None:
+    def _run(self, conn: apsw.Connection, run: _Run, command: AnyCommand) -> _Rejection | None:
         guard = run.guard
         conn.execute(_SAVEPOINT_SQL)
         guard.start()
@@ -707,7 +707,7 @@ class Applier:
             return self._undo(conn, command.id, exc.rejection)
         except CommandRejectedError as exc:
             return self._undo(conn, command.id, _Rejection(exc.error_type, str(exc)))
-        except sqlite3.Error as exc:
+        except engine.SQL_ERRORS as exc:
             tripped = guard.tripped
             if tripped == "budget":
                 return self._undo(conn, command.id, _budget_rejection(command.id, guard.budget))
@@ -717,7 +717,7 @@ class Applier:
                 self._undo(conn, command.id, None)
                 raise _out_of_time() from exc
             error_type, transient = classify_sqlite_error(exc)
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            code = engine.primary_code(exc)
             if transient:
                 if code in _BATCH_FATAL_CODES or not conn.in_transaction:
                     raise _CommandFailedError(error_type, str(exc), batch_fatal=True) from exc
@@ -725,8 +725,8 @@ class Applier:
                 raise _failed_for(command.id, error_type, str(exc)) from exc
             return self._undo(conn, command.id, _Rejection(error_type, str(exc)))
         except MemoryError:
-            # Python's sqlite3 raises MemoryError for SQLITE_NOMEM: the heap limit stopped the
-            # command, which would need as much memory on every retry.
+            # Python ran out of memory building a value for SQLite (SQLite's own SQLITE_NOMEM
+            # is ResourceLimit above): the command would need as much on every retry.
             return self._undo(conn, command.id, _memory_rejection(command.id))
         except (UnicodeEncodeError, OverflowError) as exc:
             # A value SQLite cannot bind (a lone surrogate, an int beyond 64 bits): the
@@ -748,7 +748,7 @@ class Applier:
         return None
 
     def _run_named(
-        self, conn: sqlite3.Connection, db: str, command: NamedCommand, version: int
+        self, conn: apsw.Connection, db: str, command: NamedCommand, version: int
     ) -> None:
         spec = self.registry.get(command.command)
         if spec is None:
@@ -764,7 +764,7 @@ class Applier:
         spec.handler(CommandContext(conn, db, command.id, version), args)
 
     def _undo(
-        self, conn: sqlite3.Connection, command_id: str, rejection: _Rejection | None
+        self, conn: apsw.Connection, command_id: str, rejection: _Rejection | None
     ) -> _Rejection | None:
         if not conn.in_transaction:
             if rejection is None:
@@ -814,7 +814,7 @@ def _fast_path_lost(
         return _TransactionLostError(culprit, rejection.error_type, rejection.message)
     if guard.tripped == "deadline":
         return _DeadlineLostError(index)
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, engine.SQL_ERRORS):
         error_type, transient = classify_sqlite_error(exc)
         if not transient:
             return _TransactionLostError(culprit, error_type, str(exc))
@@ -892,12 +892,12 @@ def _all_failed(
     )
 
 
-def _rollback_quietly(conn: sqlite3.Connection) -> None:
+def _rollback_quietly(conn: apsw.Connection) -> None:
     try:
         conn.set_authorizer(None)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-    except sqlite3.Error:
+    except apsw.Error:
         pass
 
 

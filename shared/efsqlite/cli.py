@@ -17,13 +17,13 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from efsqlite import engine
 from efsqlite.exceptions import EfsqliteError, ReadRequestError, WaitTimeoutError
 from efsqlite.models import message_json_schema
 
@@ -304,9 +304,18 @@ def _database_status(reader: Any, db: str, local_file: Path | None) -> dict[str,
         if local_file is not None and local_file.is_file():
             try:
                 return database_status_from_file(local_file)
-            except sqlite3.Error as file_exc:
+            except engine.Error as file_exc:
                 return {"error": f"{type(file_exc).__name__}: {file_exc}"}
         return {"error": str(exc)}
+
+
+def _reader_sqlite_version(reader: Any, db: str) -> str | None:
+    """The SQLite release the reader runs, asked of the reader itself (None if it refuses)."""
+    try:
+        result = reader.query("SELECT sqlite_version()", db=db)
+    except ReadRequestError:
+        return None
+    return str(result.rows[0][0]) if result.rows else None
 
 
 def _command_status(args: argparse.Namespace) -> int:
@@ -346,14 +355,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     names = list(args.db or [])
     if not names and folder is not None and folder.is_dir():
         names = sorted(p.stem for p in folder.glob("*.sqlite"))
+    report["sqlite"] = {"cli": engine.sqlite_version(), "reader": None}
     if names and endpoints.reader_function:
         reader = _read_client(args)
         for db in names:
             local = folder / f"{db}.sqlite" if folder is not None else None
             report["databases"][db] = _database_status(reader, db, local)
+        report["sqlite"]["reader"] = _reader_sqlite_version(reader, names[0])
     if args.json:
         _print_json(report)
         return 0
+    versions = report["sqlite"]
+    print(
+        f"sqlite {versions['reader'] or '?'} (reader and writer: one layer), "
+        f"{versions['cli']} (this CLI)"
+    )
     for label in ("queue", "dlq"):
         counts = report[label]
         if counts is None:

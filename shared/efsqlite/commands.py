@@ -23,13 +23,13 @@ writer's batch transaction and may be rolled back (transaction control is denied
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from efsqlite import engine
 from efsqlite.exceptions import CommandRejectedError, RegistryError
 from efsqlite.loading import load_object
 from efsqlite.sqlpolicy import caller_sql
@@ -42,22 +42,42 @@ ArgsT = TypeVar("ArgsT", bound=BaseModel)
 MAX_QUERY_ROWS = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class StatementResult:
+    """What :meth:`CommandContext.execute` reports, under DB-API's names."""
+
+    #: Rows the statement inserted, updated or deleted (SQLite's ``changes()``).
+    rowcount: int
+    #: The rowid of the connection's most recent successful INSERT.
+    lastrowid: int
+
+
 @dataclass(slots=True)
 class CommandContext:
     """What a named command's handler sees: the transaction, and facts about the command."""
 
-    connection: sqlite3.Connection
+    connection: engine.Connection
     db: str
     command_id: str
     schema_version: int
 
-    def execute(self, sql: str, params: SqlParams | Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Run one statement of the handler's, under the caller checks."""
-        return self.connection.execute(caller_sql(sql), params)
+    def execute(self, sql: str, params: SqlParams | Sequence[Any] = ()) -> StatementResult:
+        """Run one statement of the handler's to the end, under the caller checks.
+
+        Rows it returns (``RETURNING``) are stepped through and dropped: use :meth:`query`.
+        """
+        cursor = engine.execute_one(self.connection, caller_sql(sql), params)
+        try:
+            for _ in cursor:
+                pass
+        finally:
+            cursor.close()
+        conn = self.connection
+        return StatementResult(rowcount=conn.changes(), lastrowid=conn.last_insert_rowid())
 
     def query(self, sql: str, params: SqlParams | Sequence[Any] = ()) -> list[tuple[SqlValue, ...]]:
         """The rows of one statement; more than :data:`MAX_QUERY_ROWS` rejects the command."""
-        cursor = self.connection.execute(caller_sql(sql), params)
+        cursor = engine.execute_one(self.connection, caller_sql(sql), params)
         try:
             rows: list[tuple[SqlValue, ...]] = []
             for row in cursor:

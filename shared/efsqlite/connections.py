@@ -6,15 +6,19 @@ DO use a rollback journal with ``synchronous=FULL``. DON'T use WAL: it needs sha
 one host and does not work over NFS.
 DON'T ``open()``, copy or read a database file outside SQLite in a process that holds a
 connection to it: POSIX ``close()`` on any descriptor drops that process's locks on the file.
+The same goes for a second SQLite library (Python's ``sqlite3``): open files only through
+:mod:`efsqlite.engine`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
+import apsw
+
+from efsqlite.exceptions import DatabaseOpenError
 from efsqlite.names import check_db_name
 from efsqlite.types import JournalMode
 
@@ -40,40 +44,39 @@ def open_writer_connection(
     journal_mode: JournalMode = "DELETE",
     busy_timeout_ms: int = 5000,
     max_value_bytes: int | None = None,
-) -> sqlite3.Connection:
+) -> apsw.Connection:
     """Open (creating if needed) the single read-write connection for one database.
 
-    The connection is in autocommit mode (``isolation_level=None``): the writer issues
+    SQLite runs in autocommit mode unless told otherwise: the writer issues
     ``BEGIN IMMEDIATE``/``COMMIT`` itself, so a batch is exactly one transaction.
     ``max_value_bytes`` caps any string or blob (``SQLITE_LIMIT_LENGTH``): a command that
     builds a bigger one fails at once with ``SQLITE_TOOBIG``. No attached databases, no
-    worker threads; ``trusted_schema=OFF`` and, where Python offers it (3.12+),
-    ``SQLITE_DBCONFIG_DEFENSIVE``, which makes virtual tables' shadow tables read-only to SQL.
+    worker threads; ``trusted_schema=OFF``, ``SQLITE_DBCONFIG_DEFENSIVE`` (virtual tables'
+    shadow tables are read-only to SQL) and no extension loading, not even from C.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        path,
-        timeout=busy_timeout_ms / 1000,
-        isolation_level=None,
-        check_same_thread=False,
-        cached_statements=STATEMENT_CACHE_SIZE,
+    conn = apsw.Connection(
+        str(path),
+        flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE,
+        statementcachesize=STATEMENT_CACHE_SIZE,
     )
     try:
-        (mode,) = conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
+        conn.set_busy_timeout(busy_timeout_ms)
+        (mode,) = conn.execute(f"PRAGMA journal_mode={journal_mode}").fetchall()[0]
         if str(mode).upper() != journal_mode:
-            raise sqlite3.OperationalError(
+            raise DatabaseOpenError(
                 f"could not set journal_mode={journal_mode} on {path} (got {mode})"
             )
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA trusted_schema=OFF")
-        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_WORKER_THREADS, 0)
+        conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
+        conn.limit(apsw.SQLITE_LIMIT_WORKER_THREADS, 0)
         if max_value_bytes is not None:
-            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
-        defensive = getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE", None)
-        if defensive is not None and hasattr(conn, "setconfig"):
-            conn.setconfig(defensive, True)
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, max_value_bytes)
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0)
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0)
     except BaseException:
         conn.close()
         raise
@@ -92,18 +95,17 @@ def default_heap_mb(environ: Mapping[str, str]) -> int:
 def set_hard_heap_limit(limit_bytes: int) -> int:
     """Lower SQLite's process-wide hard heap limit; returns the limit now in force.
 
-    ``PRAGMA hard_heap_limit`` only ever lowers the limit (SQLite ignores a higher value), so
-    in one process the smallest limit anyone set wins, for every connection, writer and
-    reader alike. A statement that needs more fails with ``SQLITE_NOMEM`` (Python raises
-    ``MemoryError``) instead of taking the execution environment down.
+    Like ``PRAGMA hard_heap_limit``, this only ever lowers the limit, so in one process the
+    smallest limit anyone set wins, for every connection, writer and reader alike. A
+    statement that needs more fails with ``SQLITE_NOMEM`` (``apsw.NoMemError``) instead of
+    taking the execution environment down.
     """
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.execute(f"PRAGMA hard_heap_limit={int(limit_bytes)}")
-        (limit,) = conn.execute("PRAGMA hard_heap_limit").fetchone()
-    finally:
-        conn.close()
-    return int(limit)
+    current = int(apsw.hard_heap_limit(-1))
+    wanted = int(limit_bytes)
+    if wanted > 0 and (current <= 0 or wanted < current):
+        apsw.hard_heap_limit(wanted)
+        return wanted
+    return current
 
 
 def readonly_uri(path: Path, *, immutable: bool = False) -> str:
@@ -118,12 +120,11 @@ def readonly_uri(path: Path, *, immutable: bool = False) -> str:
 
 def open_readonly_connection(
     path: Path, *, busy_timeout_ms: int = 5000, immutable: bool = False
-) -> sqlite3.Connection:
+) -> apsw.Connection:
     """Open ``path`` with ``mode=ro``; SQLite itself then refuses to write or to create it."""
-    return sqlite3.connect(
+    conn = apsw.Connection(
         readonly_uri(path, immutable=immutable),
-        uri=True,
-        timeout=busy_timeout_ms / 1000,
-        isolation_level=None,
-        check_same_thread=False,
+        flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
     )
+    conn.set_busy_timeout(busy_timeout_ms)
+    return conn

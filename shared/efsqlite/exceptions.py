@@ -36,6 +36,10 @@ class CommandRejectedError(EfsqliteError):
             self.error_type = error_type
 
 
+class DatabaseOpenError(EfsqliteError):
+    """A database opened, but not the way the design needs (the journal mode did not stick)."""
+
+
 class MigrationError(EfsqliteError):
     """A migration file is malformed, was edited after it was applied, or failed to apply."""
 

@@ -13,11 +13,11 @@ take "+5", " 5", "5_0" or Arabic-Indic digits; a position is 1 to 40 ASCII digit
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from efsqlite.engine import Connection
 from efsqlite.exceptions import EfsqliteError
 from efsqlite.types import Outcome
 
@@ -147,14 +147,14 @@ class CommandStatus:
     attempts: int | None = None
 
 
-def ensure_ledger(conn: sqlite3.Connection) -> None:
+def ensure_ledger(conn: Connection) -> None:
     """Create the ledger tables if missing. Idempotent; runs inside the caller's transaction."""
     for statement in LEDGER_DDL.split(";"):
         if statement.strip():
             conn.execute(statement)
 
 
-def settled_outcomes(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, Outcome]:
+def settled_outcomes(conn: Connection, ids: Iterable[str]) -> dict[str, Outcome]:
     """The outcome of each id in ``ids`` that is already in the ledger."""
     unique = list(dict.fromkeys(ids))
     found: dict[str, Outcome] = {}
@@ -169,29 +169,29 @@ def settled_outcomes(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, 
 
 
 def record_outcomes(
-    conn: sqlite3.Connection, entries: Sequence[LedgerEntry], *, settled_at_ms: int
+    conn: Connection, entries: Sequence[LedgerEntry], *, settled_at_ms: int
 ) -> None:
-    """Insert settled outcomes, all stamped ``settled_at_ms``."""
+    """Insert settled outcomes, all stamped ``settled_at_ms`` (bound, so the text is cached)."""
     if not entries:
         return
+    stamp = int(settled_at_ms)
     conn.executemany(
         f"INSERT INTO {COMMANDS_TABLE} (id, outcome, position, message_id, error_type, "
-        f"error_message, body_excerpt, settled_at_ms) "
-        f"VALUES (?, ?, ?, ?, ?, ?, ?, {int(settled_at_ms)})",
-        entries,
+        f"error_message, body_excerpt, settled_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*entry, stamp) for entry in entries],
     )
 
 
-def clear_failures(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+def clear_failures(conn: Connection, ids: Sequence[str]) -> None:
     conn.executemany(f"DELETE FROM {FAILURES_TABLE} WHERE id = ?", [(i,) for i in ids])
 
 
-def has_failures(conn: sqlite3.Connection) -> bool:
+def has_failures(conn: Connection) -> bool:
     return conn.execute(f"SELECT 1 FROM {FAILURES_TABLE} LIMIT 1").fetchone() is not None
 
 
 def record_failure(
-    conn: sqlite3.Connection,
+    conn: Connection,
     command_id: str,
     *,
     message_id: str,
@@ -210,13 +210,13 @@ def record_failure(
     )
 
 
-def read_position(conn: sqlite3.Connection) -> str:
+def read_position(conn: Connection) -> str:
     """The highest settled sequence number, stored form (``ZERO_POSITION`` if none)."""
     row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE key = 'position'").fetchone()
     return str(row[0]) if row else ZERO_POSITION
 
 
-def advance_position(conn: sqlite3.Connection, position: str) -> None:
+def advance_position(conn: Connection, position: str) -> None:
     """Raise the settled position to ``position`` (stored form); never lowers it."""
     conn.execute(
         f"INSERT INTO {STATE_TABLE} (key, value) VALUES ('position', ?) "
@@ -225,20 +225,20 @@ def advance_position(conn: sqlite3.Connection, position: str) -> None:
     )
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
+def schema_version(conn: Connection) -> int:
     """The applied schema version, kept in the header's ``user_version`` (one cached read)."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    return int(version)
+    return int(conn.pragma("user_version"))
 
 
-def prune(conn: sqlite3.Connection, older_than_ms: int) -> int:
+def prune(conn: Connection, older_than_ms: int) -> int:
     """Delete outcomes settled before ``older_than_ms``; returns how many went."""
-    cursor = conn.execute(f"DELETE FROM {COMMANDS_TABLE} WHERE settled_at_ms < ?", (older_than_ms,))
+    conn.execute(f"DELETE FROM {COMMANDS_TABLE} WHERE settled_at_ms < ?", (older_than_ms,))
+    pruned = conn.changes()
     conn.execute(f"DELETE FROM {FAILURES_TABLE} WHERE last_at_ms < ?", (older_than_ms,))
-    return cursor.rowcount
+    return int(pruned)
 
 
-def command_status(conn: sqlite3.Connection, command_id: str) -> CommandStatus:
+def command_status(conn: Connection, command_id: str) -> CommandStatus:
     """Has command ``command_id`` committed? One indexed read."""
     row = conn.execute(
         f"SELECT outcome, position, error_type, error_message, settled_at_ms "

@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import apsw
+
+from efsqlite.engine import Connection
 from efsqlite.exceptions import MigrationError
 from efsqlite.ledger import MIGRATIONS_TABLE, ensure_ledger, schema_version
 
@@ -106,7 +108,7 @@ def split_statements(sql: str) -> list[str]:
     buffer = ""
     for piece in sql.split(";"):
         buffer += piece + ";"
-        if sqlite3.complete_statement(buffer):
+        if apsw.complete(buffer):
             if buffer.strip(" \t\r\n;"):
                 statements.append(buffer.strip())
             buffer = ""
@@ -121,7 +123,7 @@ def _is_transaction_control(statement: str) -> bool:
     return head is not None and head.group(1).upper() in _TRANSACTION_WORDS
 
 
-def migrate(conn: sqlite3.Connection, migrations: list[Migration]) -> int:
+def migrate(conn: Connection, migrations: list[Migration]) -> int:
     """Bring the database up to the newest migration; returns the schema version.
 
     Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with its
@@ -168,7 +170,7 @@ def _pending(migrations: list[Migration], applied: dict[int, str]) -> list[Migra
     return [m for m in migrations if m.version not in applied]
 
 
-def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
+def _apply_one(conn: Connection, migration: Migration) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Re-check under the write lock: another writer may have applied it meanwhile.
@@ -182,7 +184,7 @@ def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
         raise
 
 
-def _run_migration(conn: sqlite3.Connection, migration: Migration) -> None:
+def _run_migration(conn: Connection, migration: Migration) -> None:
     """Run one migration and record it, inside the caller's transaction."""
     statements = split_statements(migration.sql)
     for statement in statements:
@@ -200,12 +202,12 @@ def _run_migration(conn: sqlite3.Connection, migration: Migration) -> None:
             (migration.version, migration.name, migration.sha256, int(time.time() * 1000)),
         )
         conn.execute(f"PRAGMA user_version = {int(migration.version)}")
-    except sqlite3.Error as exc:
+    except apsw.Error as exc:
         raise MigrationError(
             f"migration {migration.version}_{migration.name} failed: {exc}"
         ) from exc
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+def _rollback(conn: Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")

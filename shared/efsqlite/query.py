@@ -13,15 +13,15 @@ connection stacks five guards:
    way; SQLite itself refuses a real write there: "may not be modified"); a few PRAGMAs that
    only read. Everything else, including ATTACH (which ``VACUUM INTO`` reaches), transactions,
    ``sqlite_stmt``, ``dbstat`` and ``fts3_tokenizer``, is denied at prepare time.
-4. ``setlimit``: no attached databases, bounded string/blob length (``randomblob(2e9)`` fails
+4. ``limit()``: no attached databases, bounded string/blob length (``randomblob(2e9)`` fails
    at once) and SQL length; and SQLite's process-wide hard heap limit
    (``connections.set_hard_heap_limit``): a query that needs more memory fails with ``too_large``.
 5. A deadline checked by the progress handler: a runaway query is interrupted. It bounds the
-   busy wait too. It cannot stop a single VM step: on SQLite 3.40.1
-   ``printf('%.*c', 2147483647, 'x')`` takes 3.6 s in one step, ``trim(X, Y)`` is
-   O(len(X) * len(Y)) (80,000 characters each: 10.2 s), ``instr`` and ``replace`` are
-   O(len(X) * len(Y)) memcmp (400,000 and 200,000 bytes: 0.76 s); figures from
-   ``python bench/bench_single_step.py``.
+   busy wait too. It cannot stop a single VM step: on the pinned SQLite 3.54.1
+   ``trim(X, Y)`` is O(len(X) * len(Y)) (80,000 characters each: 7.9 s), ``instr`` and
+   ``replace`` are O(len(X) * len(Y)) memcmp (400,000 and 200,000 bytes: 0.67 s); figures
+   from ``python bench/bench_single_step.py``. (``printf('%.*c', 2147483647, 'x')``, 3.6 s
+   in one step on 3.40.1, is refused at once as too big since the engine was pinned.)
 
 DO run caller SQL only through :meth:`ReadConnection.query`, which prepares it as
 ``sqlpolicy.caller_sql(text)``: the statement cache is keyed by SQL text and a statement is
@@ -39,14 +39,15 @@ import binascii
 import contextlib
 import json
 import math
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from efsqlite import ledger, sqlpolicy
+import apsw
+
+from efsqlite import engine, ledger, sqlpolicy
 from efsqlite.connections import readonly_uri
 from efsqlite.read_errors import (
     BusyError,
@@ -71,13 +72,13 @@ ENVELOPE_BYTES = 256
 #: The range of an SQLite INTEGER; a larger Python int cannot be bound.
 SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
 
-_OK = sqlite3.SQLITE_OK
-_DENY = sqlite3.SQLITE_DENY
-_READ = sqlite3.SQLITE_READ
-_FUNCTION = sqlite3.SQLITE_FUNCTION
-_PRAGMA = sqlite3.SQLITE_PRAGMA
-_UPDATE = sqlite3.SQLITE_UPDATE
-_SELECTS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE}
+_OK = apsw.SQLITE_OK
+_DENY = apsw.SQLITE_DENY
+_READ = apsw.SQLITE_READ
+_FUNCTION = apsw.SQLITE_FUNCTION
+_PRAGMA = apsw.SQLITE_PRAGMA
+_UPDATE = apsw.SQLITE_UPDATE
+_SELECTS = {apsw.SQLITE_SELECT, apsw.SQLITE_RECURSIVE}
 #: PRAGMAs that only read when given no value (``PRAGMA user_version``, not ``= 5``).
 _READ_PRAGMAS = {
     "application_id",
@@ -131,50 +132,51 @@ class QueryResult:
     truncated: bool
 
 
-#: What a ``sqlite3`` call raises for a bad file. Python raises ``UnicodeDecodeError`` instead
-#: of ``sqlite3.DatabaseError`` when SQLite's message quotes bytes of a damaged schema that are
-#: not UTF-8 (found by the fault suite's byte flips), and ``MemoryError`` for ``SQLITE_NOMEM``
-#: (the hard heap limit).
-SQLITE_FAILURES = (sqlite3.Error, UnicodeDecodeError, MemoryError)
+#: What an engine call raises for a bad file or value: ``apsw.Error``, ``UnicodeDecodeError``
+#: for TEXT that is not UTF-8 (a value a command stored, or a damaged schema: the fault
+#: suite's byte flips), ``MemoryError`` when Python itself runs short.
+SQLITE_FAILURES = (apsw.Error, UnicodeDecodeError, MemoryError)
 #: What running caller SQL can raise besides: a lone surrogate (``UnicodeEncodeError``), an
-#: int beyond 64 bits (``OverflowError``), and, when warnings are errors, the
-#: ``DeprecationWarning`` of named placeholders given a list (an error from Python 3.14 on).
-_CALLER_FAILURES = (*SQLITE_FAILURES, UnicodeEncodeError, OverflowError, DeprecationWarning)
+#: int beyond 64 bits (``OverflowError``), a NUL in the text (``ValueError``), more than one
+#: statement or a missing named parameter (``engine.StatementError``), a value of a type
+#: SQLite has no binding for (``TypeError``).
+_CALLER_FAILURES = (
+    *SQLITE_FAILURES,
+    engine.StatementError,
+    UnicodeEncodeError,
+    OverflowError,
+    ValueError,
+    TypeError,
+)
 
 
 def classify(exc: Exception) -> ReadError:
-    """Map an exception from ``sqlite3`` to the typed error the caller gets."""
+    """Map an exception from the engine to the typed error the caller gets."""
     if isinstance(exc, ReadError):
         return exc
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError | apsw.NoMemError):
         return TooLargeError(
             "the query needs more memory than the reader allows (EFSQLITE_MAX_HEAP_MB)"
         )
     if isinstance(exc, UnicodeEncodeError):
         return InvalidRequestError("the SQL or a parameter is not valid Unicode (a lone surrogate)")
     if isinstance(exc, UnicodeDecodeError):
-        return BusyError("the database is unavailable right now: its file is damaged")
+        return SqlError(
+            "text that is not valid UTF-8: a value (select CAST(value AS BLOB) or hex(value)) "
+            "or a damaged schema"
+        )
     if isinstance(exc, OverflowError):
         return InvalidRequestError(f"parameter out of range: {exc}")
-    if isinstance(exc, DeprecationWarning):
+    if isinstance(exc, engine.MultipleStatementsError):
+        return NotAllowedError("only one SQL statement per request is allowed")
+    if isinstance(exc, engine.StatementError | apsw.BindingsError | TypeError):
         return InvalidRequestError(f"bad parameters: {exc}")
-    if isinstance(exc, sqlite3.ProgrammingError):
-        text = str(exc)
-        if "one statement" in text:
-            return NotAllowedError("only one SQL statement per request is allowed")
-        if "null character" in text:
-            return InvalidRequestError("the SQL text contains a NUL character")
-        return InvalidRequestError(f"bad parameters: {text}")
-    code = getattr(exc, "sqlite_errorcode", None)
-    if not isinstance(exc, sqlite3.Error) or code is None:
-        if str(exc).startswith("Could not decode to UTF-8"):
-            # Python's own error (no SQLite code): a TEXT value holds bytes that are not UTF-8.
-            return SqlError(
-                "a text value is not valid UTF-8; select CAST(value AS BLOB) or hex(value)"
-            )
+    if isinstance(exc, ValueError) and "null character" in str(exc):
+        return InvalidRequestError("the SQL text contains a NUL character")
+    primary = engine.primary_code(exc)
+    if not isinstance(exc, apsw.Error) or primary is None:
         return SqlError(f"{type(exc).__name__}: {exc}")
-    primary = code & 0xFF
-    if code == SQLITE_READONLY_ROLLBACK:
+    if getattr(exc, "extendedresult", None) == SQLITE_READONLY_ROLLBACK:
         return RecoveringError(
             "the database has a hot journal from an interrupted write; it is readable again "
             "after the writer's next run"
@@ -185,27 +187,26 @@ def classify(exc: Exception) -> ReadError:
     # to the schema table, whose "UPDATE" the authorizer allows for virtual tables, is refused
     # by SQLite itself ("table sqlite_master may not be modified").
     if (
-        primary in (sqlite3.SQLITE_AUTH, sqlite3.SQLITE_READONLY)
+        primary in (apsw.SQLITE_AUTH, apsw.SQLITE_READONLY)
         or text.startswith(("not authorized", "cannot VACUUM"))
         or text.endswith("may not be modified")
     ):
         return NotAllowedError(f"the reader only reads: {exc}")
-    if primary == sqlite3.SQLITE_INTERRUPT:
+    if primary == apsw.SQLITE_INTERRUPT:
         return QueryTimeoutError("the query ran past its deadline and was interrupted")
-    if primary == sqlite3.SQLITE_TOOBIG:
+    if primary == apsw.SQLITE_TOOBIG:
         return TooLargeError(f"a value is larger than the reader's limit: {exc}")
-    if primary == sqlite3.SQLITE_RANGE:
+    if primary == apsw.SQLITE_RANGE:
         return InvalidRequestError(f"bad parameters: {exc}")
     if primary in (
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_PROTOCOL,
-        sqlite3.SQLITE_NOMEM,
-        sqlite3.SQLITE_CORRUPT,
-        sqlite3.SQLITE_NOTADB,
-        sqlite3.SQLITE_FULL,
+        apsw.SQLITE_BUSY,
+        apsw.SQLITE_LOCKED,
+        apsw.SQLITE_IOERR,
+        apsw.SQLITE_CANTOPEN,
+        apsw.SQLITE_PROTOCOL,
+        apsw.SQLITE_CORRUPT,
+        apsw.SQLITE_NOTADB,
+        apsw.SQLITE_FULL,
     ):
         return BusyError(f"the database is unavailable right now: {exc}")
     return SqlError(str(exc))
@@ -220,7 +221,7 @@ def busy_ms_until(deadline: float, busy_timeout_ms: int) -> int:
 
 
 def bound_busy_timeout(
-    conn: sqlite3.Connection, deadline: float, busy_timeout_ms: int, current_ms: int
+    conn: apsw.Connection, deadline: float, busy_timeout_ms: int, current_ms: int
 ) -> int:
     """Give ``conn`` the busy timeout that keeps lock waits inside ``deadline``; returns it.
 
@@ -246,7 +247,7 @@ class ReadConnection:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: apsw.Connection,
         path: Path,
         *,
         functions: frozenset[str] = sqlpolicy.BUILTIN_FUNCTIONS,
@@ -271,29 +272,27 @@ class ReadConnection:
         busy_timeout_ms: int = 5000,
         limits: QueryLimits | None = None,
     ) -> ReadConnection:
-        """Open ``path`` read-only with every guard in place. Raises ``sqlite3.Error``.
+        """Open ``path`` read-only with every guard in place. Raises ``apsw.Error``.
 
         An immutable file's schema never changes, so its names are read once, here; a live
         file's are re-read by :meth:`begin` whenever its schema cookie moves.
         """
         limits = limits or QueryLimits()
-        conn = sqlite3.connect(
+        conn = apsw.Connection(
             readonly_uri(path, immutable=immutable),
-            uri=True,
-            timeout=busy_timeout_ms / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-            cached_statements=128,
+            flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+            statementcachesize=128,
         )
         try:
+            conn.set_busy_timeout(busy_timeout_ms)
             conn.execute("PRAGMA query_only=1")
             conn.execute("PRAGMA temp_store=MEMORY")
-            conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_length)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, limits.max_sql_length)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limits.max_variables)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_COMPOUND_SELECT, limits.max_compound_select)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_WORKER_THREADS, 0)
+            conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 0)
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, limits.max_length)
+            conn.limit(apsw.SQLITE_LIMIT_SQL_LENGTH, limits.max_sql_length)
+            conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, limits.max_variables)
+            conn.limit(apsw.SQLITE_LIMIT_COMPOUND_SELECT, limits.max_compound_select)
+            conn.limit(apsw.SQLITE_LIMIT_WORKER_THREADS, 0)
             reader = cls(conn, path, functions=limits.functions, busy_timeout_ms=busy_timeout_ms)
             conn.set_authorizer(reader._authorize)
             conn.set_progress_handler(reader._progress, PROGRESS_STEPS)
@@ -328,8 +327,8 @@ class ReadConnection:
             return _OK if arg1 is not None and arg1.lower() in sqlpolicy.SCHEMA_TABLES else _DENY
         return _DENY  # TRANSACTION (ours run internal), ATTACH, writes, DDL, anything new
 
-    def _progress(self) -> int:
-        return 1 if time.monotonic() > self._deadline else 0
+    def _progress(self) -> bool:
+        return time.monotonic() > self._deadline
 
     # -- internal reads (ledger, position) --------------------------------------------------
     @contextlib.contextmanager
@@ -368,7 +367,7 @@ class ReadConnection:
             try:
                 self._load_schema()
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(apsw.Error):
                     self.conn.execute("COMMIT")  # never leave the shared lock held
                 raise
 
@@ -379,12 +378,13 @@ class ReadConnection:
 
     def state(self) -> tuple[str, int]:
         """(stored position, schema version) as this connection sees it; call inside begin()."""
-        (version,) = self._run_internal("PRAGMA user_version")[0]
+        with self._internal_mode():
+            version = self.conn.pragma("user_version")
         try:
             rows = self._run_internal(
                 f"SELECT value FROM {ledger.STATE_TABLE} WHERE key = 'position'"
             )
-        except sqlite3.OperationalError as exc:
+        except apsw.SQLError as exc:
             if "no such table" not in str(exc):
                 raise
             rows = []
@@ -412,12 +412,10 @@ class ReadConnection:
         ``escaped`` counts the extra bytes of JSON-in-JSON (a Function URL body), so the
         final answer, not just the rows, stays under the cap. Raises :class:`ReadError`.
         """
-        cursor: sqlite3.Cursor | None = None
+        cursor: apsw.Cursor | None = None
         self._deadline = deadline
         try:
-            cursor = self.conn.execute(sqlpolicy.caller_sql(sql), params)
-            description = cursor.description
-            columns = [str(d[0]) for d in description] if description else []
+            cursor, columns = engine.column_names(self.conn, sqlpolicy.caller_sql(sql), params)
             budget = max_bytes - ENVELOPE_BYTES - _measure(json.dumps(columns), escaped)
             rows: list[list[Any]] = []
             truncated = False
@@ -455,11 +453,11 @@ def _measure(text: str, escaped: bool) -> int:
     return len(text)
 
 
-def command_status_or_unknown(conn: sqlite3.Connection, command_id: str) -> ledger.CommandStatus:
+def command_status_or_unknown(conn: apsw.Connection, command_id: str) -> ledger.CommandStatus:
     """``ledger.command_status``, or "unknown" when the writer has not created the ledger yet."""
     try:
         return ledger.command_status(conn, command_id)
-    except sqlite3.OperationalError as exc:
+    except apsw.SQLError as exc:
         if "no such table" not in str(exc):
             raise
         return ledger.CommandStatus(id=command_id, state="unknown")

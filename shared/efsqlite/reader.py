@@ -11,7 +11,7 @@ settings are a stdlib dataclass with their own checks, logging is stdlib JSON li
 DO compare positions as Python ints (SQS sequence numbers reach 128 bits).
 DO bound every wait by the request's timeout and the Lambda's remaining time: the wait for
 ``min_position``, the lock waits, the snapshot refresh and the query itself.
-DO check caller text before SQLite sees it: a lone surrogate makes ``sqlite3`` raise
+DO check caller text before SQLite sees it: a lone surrogate makes binding raise
 ``UnicodeEncodeError``, which no SQLite error handler catches.
 DON'T let a setting put the snapshot folder at, inside or above the data folder: the
 snapshot clean-up deletes every file there that it did not make.

@@ -33,16 +33,18 @@ import fcntl
 import itertools
 import math
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import apsw
 
 from efsqlite import ledger
 from efsqlite.connections import open_readonly_connection
 from efsqlite.query import (
     PROGRESS_STEPS,
     SQLITE_FAILURES,
+    SQLITE_READONLY_ROLLBACK,
     QueryLimits,
     ReadConnection,
     bound_busy_timeout,
@@ -55,7 +57,7 @@ _LOCK_SUFFIX = ".lock"
 #: mmap window for checking a fresh copy in /tmp (SQLite caps it at its compile-time maximum).
 _CHECK_MMAP_BYTES = 1 << 30
 #: Pages the backup copies between two deadline checks: 1 MiB at 4 KiB pages. On a 41 MB
-#: file a step took 1.3 ms and the whole copy 52 ms, against 51 ms in one single step
+#: file a step took 1.4 ms and the whole copy 56 ms, against 49 ms in one single step
 #: (``python bench/bench_single_step.py``, median of 5).
 BACKUP_PAGES_PER_STEP = 256
 
@@ -154,7 +156,7 @@ class SnapshotDeadlineError(BusyError):
 
 
 class _OutOfTimeError(Exception):
-    """Raised from the backup's progress callback to abort the copy at the deadline."""
+    """Raised between two backup steps to abort the copy at the deadline."""
 
 
 def _past(deadline: float) -> bool:
@@ -196,14 +198,14 @@ class DatabaseSnapshot:
         self.max_staleness_s = max_staleness_s
         self.current: Snapshot | None = None
         self.last_check = -float("inf")
-        self._source: sqlite3.Connection | None = None
+        self._source: apsw.Connection | None = None
         self._source_busy_ms = busy_timeout_ms
         self.refreshes = 0
         #: Why the last :meth:`ensure_fresh` served a stale snapshot (None when fresh).
         self.stale_reason: ReadError | None = None
 
     # -- the source -------------------------------------------------------------------------
-    def _source_conn(self) -> sqlite3.Connection:
+    def _source_conn(self) -> apsw.Connection:
         if self._source is None:
             self._source = open_readonly_connection(
                 self.source_path, busy_timeout_ms=self.busy_timeout_ms
@@ -212,12 +214,12 @@ class DatabaseSnapshot:
 
     def _drop_source(self) -> None:
         if self._source is not None:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(apsw.Error):
                 self._source.close()
             self._source = None
             self._source_busy_ms = self.busy_timeout_ms
 
-    def _bound_source_busy(self, deadline: float) -> sqlite3.Connection:
+    def _bound_source_busy(self, deadline: float) -> apsw.Connection:
         """The source connection, its lock waits kept inside ``deadline``."""
         conn = self._source_conn()
         self._source_busy_ms = bound_busy_timeout(
@@ -234,7 +236,7 @@ class DatabaseSnapshot:
             raise _classify_source(exc) from None
 
     def _drop_source_unless_recovering(self, exc: Exception) -> None:
-        if getattr(exc, "sqlite_errorcode", None) != 776:
+        if getattr(exc, "extendedresult", None) != SQLITE_READONLY_ROLLBACK:
             self._drop_source()
 
     def command_status(self, command_id: str) -> tuple[ledger.CommandStatus, str]:
@@ -299,12 +301,7 @@ class DatabaseSnapshot:
         """
         tmp_path, final_path = self.store.new_paths(self.db)
         source = self._bound_source_busy(deadline)
-        target = sqlite3.connect(tmp_path, isolation_level=None)
-
-        def backup_progress(_status: int, remaining: int, _total: int) -> None:
-            if remaining > 0 and _past(deadline):
-                raise _OutOfTimeError
-
+        target = apsw.Connection(str(tmp_path))
         try:
             target.execute("PRAGMA journal_mode=OFF")
             target.execute("PRAGMA synchronous=OFF")
@@ -312,20 +309,16 @@ class DatabaseSnapshot:
             try:
                 # The read transaction pins one state: the copy and its position agree.
                 expected = _read_state(source)
-                source.backup(
-                    target,
-                    pages=BACKUP_PAGES_PER_STEP,
-                    progress=backup_progress,
-                    sleep=0.005,
-                )
+                _copy(source, target, deadline)
             finally:
                 source.execute("COMMIT")
             # Memory-mapped reads make the check ~35% faster. Only on the private copy: a
             # mapped file on NFS turns an I/O error into SIGBUS.
             target.execute(f"PRAGMA mmap_size={_CHECK_MMAP_BYTES}")
-            target.set_progress_handler(lambda: 1 if _past(deadline) else 0, PROGRESS_STEPS)
-            (check,) = target.execute("PRAGMA quick_check").fetchone()
-            target.set_progress_handler(None, 0)
+            target.set_progress_handler(lambda: _past(deadline), PROGRESS_STEPS)
+            rows = target.execute("PRAGMA quick_check").fetchall()
+            target.set_progress_handler(None)
+            check = rows[0][0] if rows else None
             got = _read_state(target)
             if check != "ok" or got != expected:
                 raise SnapshotError(
@@ -370,22 +363,37 @@ class DatabaseSnapshot:
 def _classify_source(exc: Exception) -> ReadError:
     """``classify`` for our own work on the source or a copy: running out of SQLite's heap
     there is the environment's trouble, not the caller's query, so it is retryable."""
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError | apsw.NoMemError):
         return BusyError(
             "the reader ran out of SQLite heap (EFSQLITE_MAX_HEAP_MB) copying the database"
         )
     return classify(exc)
 
 
-def _read_state(conn: sqlite3.Connection) -> tuple[str, int]:
+def _copy(source: apsw.Connection, target: apsw.Connection, deadline: float) -> None:
+    """Back ``source`` up into ``target`` in steps, checking ``deadline`` between them."""
+    backup = target.backup("main", source, "main")
     try:
-        row = conn.execute(
+        while not backup.done:
+            try:
+                backup.step(BACKUP_PAGES_PER_STEP)
+            except (apsw.BusyError, apsw.LockedError):
+                time.sleep(0.005)
+            if not backup.done and _past(deadline):
+                raise _OutOfTimeError
+    finally:
+        backup.finish()
+
+
+def _read_state(conn: apsw.Connection) -> tuple[str, int]:
+    try:
+        (row,) = conn.execute(
             f"SELECT (SELECT value FROM {ledger.STATE_TABLE} WHERE key = 'position'), "
             "(SELECT user_version FROM pragma_user_version)"
-        ).fetchone()
-    except sqlite3.OperationalError as exc:
+        ).fetchall()
+    except apsw.SQLError as exc:
         if "no such table" not in str(exc):
             raise
         return ledger.ZERO_POSITION, ledger.schema_version(conn)
     position = str(row[0]) if row[0] is not None else ledger.ZERO_POSITION
-    return position, int(row[1])
+    return position, int(str(row[1]))

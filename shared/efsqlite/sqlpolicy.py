@@ -17,7 +17,7 @@ reads what it does and lists it:
   name, ``dbstat``, ``sqlite_dbpage``, ``pragma_*``, anything a build adds): none of its
   columns can be read (see :func:`reads_allowed` for the one valueless exception).
 - **Cache separation without a secret**: the authorizer runs when a statement is prepared,
-  and ``sqlite3`` caches prepared statements by their text. Caller SQL is therefore always run
+  and the engine caches prepared statements by their text. Caller SQL is therefore always run
   as :func:`caller_sql` (a fixed prefix our own statements never start with), so a command
   that sends the exact text of one of our statements (``COMMIT``, a ledger insert) still gets
   a statement of its own, prepared under the caller checks. (Installing an authorizer
@@ -32,8 +32,9 @@ DON'T allow ``SQLITE_READ`` of a name because it is absent from a deny-list: unk
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterable
+
+from efsqlite.engine import Connection
 
 #: Prepended to every caller statement; none of efsqlite's own statements starts with it.
 CALLER_SQL_PREFIX = "/* efsqlite caller */ "
@@ -95,9 +96,9 @@ MODULE_PRAGMAS: frozenset[str] = frozenset({"data_version"})
 
 
 def is_text(value: str) -> bool:
-    """True if ``value`` is Unicode text (no lone surrogate): what ``sqlite3`` can bind.
+    """True if ``value`` is Unicode text (no lone surrogate): what SQLite can bind.
 
-    JSON's ``"\\ud800"`` escape decodes to a lone surrogate, and ``sqlite3`` then raises
+    JSON's ``"\\ud800"`` escape decodes to a lone surrogate, and binding it raises
     ``UnicodeEncodeError``, which no SQLite error handler catches: check caller text first.
     """
     return value.isascii() or _LONE_SURROGATE_RE.search(value) is None
@@ -128,7 +129,7 @@ def function_allow_list(extra: Iterable[str] = ()) -> frozenset[str]:
     return BUILTIN_FUNCTIONS | {name.lower() for name in extra}
 
 
-def read_schema_names(conn: sqlite3.Connection) -> frozenset[str]:
+def read_schema_names(conn: Connection) -> frozenset[str]:
     """The lower-cased names of the tables, views and virtual tables in ``main``.
 
     Run it with the caller checks off (our own statement, never caller text).
@@ -139,7 +140,6 @@ def read_schema_names(conn: sqlite3.Connection) -> frozenset[str]:
     return frozenset(str(name) for (name,) in rows)
 
 
-def schema_cookie(conn: sqlite3.Connection) -> int:
+def schema_cookie(conn: Connection) -> int:
     """SQLite's schema cookie: it changes whenever any table, view or index is created."""
-    (cookie,) = conn.execute("PRAGMA schema_version").fetchone()
-    return int(cookie)
+    return int(conn.pragma("schema_version"))

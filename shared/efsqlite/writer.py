@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from efsqlite import engine
 from efsqlite.apply import Applier, BatchResult, IncomingRecord
 from efsqlite.commands import CommandRegistry, load_registry
 from efsqlite.connections import database_path, open_writer_connection, set_hard_heap_limit
@@ -44,7 +44,7 @@ _DAY_MS = 86_400_000
 
 @dataclass(slots=True)
 class _OpenDatabase:
-    connection: sqlite3.Connection
+    connection: engine.Connection
     last_prune: float = 0.0
 
 
@@ -198,7 +198,7 @@ class Writer:
             self._databases[db] = opened
         return opened
 
-    def _open_migrated(self, path: Path, migrations: list[Migration]) -> sqlite3.Connection:
+    def _open_migrated(self, path: Path, migrations: list[Migration]) -> engine.Connection:
         conn = open_writer_connection(
             path,
             journal_mode=self.settings.journal_mode,
@@ -241,7 +241,7 @@ class Writer:
         """
         try:
             opened = self.database(db)
-        except (EfsqliteError, sqlite3.Error, OSError) as exc:
+        except (EfsqliteError, engine.Error, OSError) as exc:
             self.forget(db)
             return BatchResult(
                 db=db,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from efsqlite.engine import PINNED_VERSION
 
 from .conftest import Stack, free_port, run_cli, wait_until
 
@@ -155,3 +156,5 @@ def test_aws_mode_finds_the_dlq_from_the_redrive_policy(stack: Stack) -> None:
     report = json.loads(result.stdout)
     assert report["dlq"] is not None
     assert "main" in report["databases"]
+    # AND it reports the SQLite release the reader runs (asked of the reader) and its own
+    assert report["sqlite"] == {"reader": PINNED_VERSION, "cli": PINNED_VERSION}

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import apsw
 import pytest
 from efsqlite import ledger
 
 from tests.support.events import FakeLambdaContext, redelivered, sqs_event, sqs_record
+from tests.support.sqlite_files import open_db
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 EVENTS = Path(__file__).parent.parent / "events"
@@ -30,7 +31,7 @@ def put(cid: str, k: str, v: str = "x", db: str = "main", **extra: Any) -> dict[
 
 
 def rows(data_dir: Path, sql: str, db: str = "main") -> list[tuple[Any, ...]]:
-    with sqlite3.connect(data_dir / f"{db}.sqlite") as conn:
+    with open_db(data_dir / f"{db}.sqlite") as conn:
         return list(conn.execute(sql))
 
 
@@ -155,7 +156,7 @@ def test_failure_mid_batch_keeps_fifo_semantics(
     assert failures(response) == [records[2]["messageId"], records[3]["messageId"]]
     assert rows(data_dir, "SELECT k FROM kv WHERE k LIKE 'f%' ORDER BY k") == [("f1",), ("f2",)]
     # AND the failure is visible to "has my write committed?" as pending with its reason
-    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+    with open_db(data_dir / "main.sqlite") as conn:
         status = ledger.command_status(conn, "f-3")
     assert (status.state, status.error_type) == ("pending", "SchemaNotReady")
 
@@ -166,7 +167,7 @@ def test_failure_mid_batch_keeps_fifo_semantics(
     # THEN the rest applies, each command exactly once
     assert failures(again) == []
     assert rows(data_dir, "SELECT count(*) FROM kv WHERE k LIKE 'f%'") == [(4,)]
-    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+    with open_db(data_dir / "main.sqlite") as conn:
         assert ledger.command_status(conn, "f-3").state == "applied"
 
 
@@ -177,7 +178,9 @@ def test_locked_database_fails_the_whole_batch_and_applies_on_retry(
     # GIVEN the database exists, and another connection holds a lock: an exclusive one
     # (BEGIN IMMEDIATE cannot start) or a long read (COMMIT cannot get its exclusive lock)
     assert failures(invoke(app, sqs_record(put("l-0", "l0")))) == []
-    holder = sqlite3.connect(data_dir / "main.sqlite", isolation_level=None, timeout=0)
+    # (the same SQLite build as the writer's: a lock another library holds in this process
+    # would be invisible to it)
+    holder = apsw.Connection(str(data_dir / "main.sqlite"))
     if lock == "exclusive":
         holder.execute("BEGIN EXCLUSIVE")
     else:
@@ -364,7 +367,7 @@ def test_position_is_the_highest_settled_sequence_number(app: ModuleType, data_d
     # WHEN applied
     invoke(app, *records)
     # THEN the position is the highest *settled* one, compared as a big integer
-    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+    with open_db(data_dir / "main.sqlite") as conn:
         assert ledger.decode_position(ledger.read_position(conn)) == seqs[1]
         # AND an older sequence number never moves it back
         conn.execute("BEGIN")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.events import FakeLambdaContext, redelivered, sqs_event, sqs_record
+from tests.support.sqlite_files import open_db
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 LEDGER = ledger.COMMANDS_TABLE
@@ -118,11 +118,8 @@ def packed(*commands: dict[str, Any], db: str = "main") -> dict[str, Any]:
 
 
 def rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(data_dir / "main.sqlite")
-    try:
+    with open_db(data_dir / "main.sqlite") as conn:
         return list(conn.execute(sql, params))
-    finally:
-        conn.close()
 
 
 def outcomes(data_dir: Path) -> dict[str, tuple[str, str | None]]:
@@ -220,7 +217,7 @@ def test_allowed_statement_applies(app: ModuleType, data_dir: Path, sql: str) ->
 
 
 def test_privilege_errors_are_typed_not_allowed(app: ModuleType, data_dir: Path) -> None:
-    invoke(app, sqs_record(probe("stmt", "SELECT sql FROM sqlite_stmt")))
+    invoke(app, sqs_record(probe("stmt", "SELECT name FROM dbstat")))
     invoke(app, sqs_record(probe("tx", "COMMIT")))
     settled = outcomes(data_dir)
     assert settled["stmt"] == ("rejected", "NotAllowed")
@@ -271,7 +268,7 @@ def test_packed_savepoint_attack_cannot_make_the_ledger_lie(
 @pytest.mark.parametrize("query", [False, True])
 @pytest.mark.parametrize(
     "sql",
-    ["COMMIT", "RELEASE efsqlite_command", "SELECT sql FROM sqlite_stmt", "DROP TABLE kv"],
+    ["COMMIT", "RELEASE efsqlite_command", "SELECT name FROM dbstat", "DROP TABLE kv"],
 )
 def test_named_command_sql_runs_under_the_same_checks(
     hostile_env: dict[str, str],

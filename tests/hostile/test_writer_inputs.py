@@ -2,7 +2,7 @@
 
 The invariant, for any event: ``lambda_handler`` returns ``{"batchItemFailures": [...]}``, and
 every record either settled (the ledger ``_efsqlite_commands`` has a row for it, read with
-stdlib sqlite3 from the real files) or is listed in ``batchItemFailures``. A record without a
+the engine's SQLite from the real files) or is listed in ``batchItemFailures``. A record without a
 usable ``messageId`` is covered by an empty ``itemIdentifier``, which Lambda reads as "the
 whole batch failed". Explicit cases pin the answer for each family: NaN and Infinity, ``v``
 that is not the integer 1, lone surrogates, bytes that are not UTF-8, deep nesting, integers
@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from hypothesis import event as event_label
 from hypothesis import strategies as st
 
 from tests.support.events import FakeLambdaContext, sqs_event, sqs_record
+from tests.support.sqlite_files import open_db
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 LEDGER = ledger.COMMANDS_TABLE
@@ -81,7 +81,7 @@ def ledger_rows(data_dir: Path) -> list[tuple[Any, ...]]:
     """(db, id, outcome, error_type, message_id) of every ledger row in every database file."""
     found: list[tuple[Any, ...]] = []
     for path in sorted(data_dir.glob("*.sqlite")):
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with open_db(path, readonly=True) as conn:
             found += [
                 (path.stem, *row)
                 for row in conn.execute(f"SELECT id, outcome, error_type, message_id FROM {LEDGER}")
@@ -90,7 +90,7 @@ def ledger_rows(data_dir: Path) -> list[tuple[Any, ...]]:
 
 
 def outcome_of(data_dir: Path, command_id: str, db: str = "main") -> tuple[str, str | None]:
-    with sqlite3.connect(data_dir / f"{db}.sqlite") as conn:
+    with open_db(data_dir / f"{db}.sqlite") as conn:
         row = conn.execute(
             f"SELECT outcome, error_type FROM {LEDGER} WHERE id = ?", (command_id,)
         ).fetchone()
@@ -99,7 +99,7 @@ def outcome_of(data_dir: Path, command_id: str, db: str = "main") -> tuple[str, 
 
 
 def kv_value(data_dir: Path, key: str) -> Any:
-    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+    with open_db(data_dir / "main.sqlite") as conn:
         row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
     return None if row is None else row[0]
 
@@ -381,7 +381,7 @@ def test_lone_surrogate_escape_is_rejected_under_the_id(app: ModuleType, data_di
     assert failures(invoke(app, sqs_event(sqs_record(body)))) == []
     # THEN it is rejected under its id, with the body kept as an excerpt
     assert outcome_of(data_dir, cid) == ("rejected", "InvalidMessage")
-    with sqlite3.connect(data_dir / "main.sqlite") as conn:
+    with open_db(data_dir / "main.sqlite") as conn:
         [(excerpt,)] = conn.execute(f"SELECT body_excerpt FROM {LEDGER} WHERE id = ?", (cid,))
     assert "\\ud800" in excerpt
 

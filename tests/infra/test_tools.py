@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from efsqlite import engine
 
 from tests.infra.cfn import TEMPLATE
 from tests.infra.edits import drop_writer_reserved_concurrency
@@ -153,6 +154,10 @@ def test_sam_build_builds_the_layer_and_functions(tools: tuple[Launch, Path, Pat
     assert (layer / "efsqlite" / "__init__.py").is_file()
     assert (layer / "aws_lambda_powertools").is_dir()
     assert list((layer / "pydantic_core").glob("*aarch64*.so")), "pydantic_core is not arm64"
+    # AND it ships the pinned SQLite build for arm64 (efsqlite.engine), the one the tests run
+    assert list((layer / "apsw").glob("*aarch64*.so")), "apsw (the pinned SQLite) is not arm64"
+    (dist,) = layer.glob("apsw-*.dist-info")
+    assert dist.name == f"apsw-{engine.engine_info()['apsw']}.dist-info"
     assert not (layer / "boto3").exists()
     assert (build_dir / "WriterFunction" / "app.py").is_file()
     assert not (TEMPLATE.parent / ".aws-sam").exists(), "sam build wrote into the repository"

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import apsw
 import pytest
 from efsqlite.connections import open_writer_connection
 from efsqlite.exceptions import MigrationError
@@ -74,7 +74,7 @@ def test_fresh_database_gets_its_ledger_with_the_first_migration(tmp_path: Path)
     (tmp_path / "0002_b.sql").write_text("CREATE TABLE b (x);")
     conn = open_writer_connection(tmp_path / "db.sqlite")
     statements: list[str] = []
-    conn.set_trace_callback(statements.append)
+    conn.exec_trace = lambda _cursor, sql, _bindings: statements.append(sql.strip()) or True
     # WHEN migrating
     assert migrate(conn, discover(tmp_path, "db")) == 2
     # THEN the first commit holds migration 1 as well as the ledger: no reader can see a
@@ -123,7 +123,12 @@ def test_writer_connection_pragmas(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
     assert conn.execute("PRAGMA busy_timeout").fetchone() == (1234,)
-    assert isinstance(conn, sqlite3.Connection)
+    assert conn.execute("PRAGMA trusted_schema").fetchone() == (0,)
+    # AND it is the pinned build's, hardened: no attachments, no extensions, defensive
+    assert isinstance(conn, apsw.Connection)
+    assert conn.limit(apsw.SQLITE_LIMIT_ATTACHED, -1) == 0
+    assert conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, -1) == 1
+    assert conn.config(apsw.SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, -1) == 0
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from tests.support.reader_db import (
     transfer_statements,
     write,
 )
+from tests.support.sqlite_files import open_db
 
 SUM = {"db": "main", "sql": "SELECT sum(balance), max(balance) FROM accounts"}
 
@@ -49,10 +49,9 @@ def plant_leftovers(snapshots: Path) -> list[Path]:
     garbage = dead / "main-2.sqlite"
     garbage.write_bytes(os.urandom(8192))
     wrong = dead / "main-3.sqlite"
-    with sqlite3.connect(wrong) as conn:  # a valid database holding wrong data
+    with open_db(wrong) as conn:  # a valid database holding wrong data
         conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT, balance INT)")
         conn.execute("INSERT INTO accounts VALUES (1, 'x', -5)")
-    conn.close()
     stray = snapshots / "main.sqlite"
     stray.write_bytes(wrong.read_bytes())
     orphan = snapshots / "2-cafebabe"  # a folder whose lock file is already gone
