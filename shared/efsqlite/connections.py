@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import apsw
 
+from efsqlite import singlestep
 from efsqlite.exceptions import DatabaseOpenError
 from efsqlite.names import check_db_name
 from efsqlite.types import JournalMode
@@ -52,7 +53,9 @@ def open_writer_connection(
     ``max_value_bytes`` caps any string or blob (``SQLITE_LIMIT_LENGTH``): a command that
     builds a bigger one fails at once with ``SQLITE_TOOBIG``. No attached databases, no
     worker threads; ``trusted_schema=OFF``, ``SQLITE_DBCONFIG_DEFENSIVE`` (virtual tables'
-    shadow tables are read-only to SQL) and no extension loading, not even from C.
+    shadow tables are read-only to SQL) and no extension loading, not even from C. The
+    functions whose work one VM step can hide are replaced by bounded ones
+    (:mod:`efsqlite.singlestep`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = apsw.Connection(
@@ -77,6 +80,7 @@ def open_writer_connection(
         conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0)
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0)
+        singlestep.install(conn)  # after the limits: it reads them
     except BaseException:
         conn.close()
         raise

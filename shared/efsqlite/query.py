@@ -17,11 +17,11 @@ connection stacks five guards:
    at once) and SQL length; and SQLite's process-wide hard heap limit
    (``connections.set_hard_heap_limit``): a query that needs more memory fails with ``too_large``.
 5. A deadline checked by the progress handler: a runaway query is interrupted. It bounds the
-   busy wait too. It cannot stop a single VM step: on the pinned SQLite 3.54.1
-   ``trim(X, Y)`` is O(len(X) * len(Y)) (80,000 characters each: 7.9 s), ``instr`` and
-   ``replace`` are O(len(X) * len(Y)) memcmp (400,000 and 200,000 bytes: 0.67 s); figures
-   from ``python bench/bench_single_step.py``. (``printf('%.*c', 2147483647, 'x')``, 3.6 s
-   in one step on 3.40.1, is refused at once as too big since the engine was pinned.)
+   busy wait too. It cannot stop a single VM step, so the functions that loop inside one
+   (``LIKE``/``GLOB``, two-argument ``trim``, ``instr``, ``replace``: 28 s, 7.9 s, 0.17 s and
+   0.67 s on the pinned 3.54.1 with operands under the length limit) are replaced by bounded
+   ones (:mod:`efsqlite.singlestep`). ``printf('%.*c', 2147483647, 'x')``, 3.6 s in one step
+   on 3.40.1, is refused at once as too big since the engine was pinned.
 
 DO run caller SQL only through :meth:`ReadConnection.query`, which prepares it as
 ``sqlpolicy.caller_sql(text)``: the statement cache is keyed by SQL text and a statement is
@@ -47,7 +47,7 @@ from typing import Any
 
 import apsw
 
-from efsqlite import engine, ledger, sqlpolicy
+from efsqlite import engine, ledger, singlestep, sqlpolicy
 from efsqlite.connections import readonly_uri
 from efsqlite.read_errors import (
     BusyError,
@@ -293,6 +293,7 @@ class ReadConnection:
             conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, limits.max_variables)
             conn.limit(apsw.SQLITE_LIMIT_COMPOUND_SELECT, limits.max_compound_select)
             conn.limit(apsw.SQLITE_LIMIT_WORKER_THREADS, 0)
+            singlestep.install(conn)  # after the limits: it reads them
             reader = cls(conn, path, functions=limits.functions, busy_timeout_ms=busy_timeout_ms)
             conn.set_authorizer(reader._authorize)
             conn.set_progress_handler(reader._progress, PROGRESS_STEPS)
