@@ -55,6 +55,15 @@ CASES = {
         "SELECT json_valid(?)",
         ("[" + ",".join(["1"] * 2_400_000) + "]",),
     ),
+    # '%' then a long literal: SQLite tries the literal at every offset of X.
+    "X LIKE '%<40,000 a>b', X 1,000,000 characters": (
+        "SELECT ? LIKE ?",
+        ("a" * 1_000_000, "%" + "a" * 40_000 + "b"),
+    ),
+    "X GLOB '*<40,000 a>b', X 1,000,000 characters": (
+        "SELECT ? GLOB ?",
+        ("a" * 1_000_000, "*" + "a" * 40_000 + "b"),
+    ),
     "X LIKE Y, 100,000 characters and 1,000 wildcards": (
         "SELECT ? LIKE ?",
         ("a" * 100_000, "%a" * 1_000 + "b"),

@@ -107,13 +107,7 @@ def execute_one(
     semicolons follows the first statement (checked before it runs), and
     :class:`MissingBindingError` for a named parameter absent from ``params``.
     """
-    cursor = conn.cursor()
-    cursor.exec_trace = _SingleStatementCheck(sql)
-    try:
-        cursor.execute(sql, params)
-    except KeyError as exc:
-        raise MissingBindingError(f"no value for the named parameter :{exc.args[0]}") from None
-    return cursor
+    return _start(conn, sql, params, _SingleStatementCheck(sql, names=False))
 
 
 def column_names(
@@ -124,23 +118,33 @@ def column_names(
     apsw answers ``description`` only while a statement has rows left, so the names are
     read as the statement is about to run: a SELECT with no rows still names its columns.
     """
-    check = _SingleStatementCheck(sql)
+    check = _SingleStatementCheck(sql, names=True)
+    return _start(conn, sql, params, check), check.columns
+
+
+def _start(
+    conn: apsw.Connection,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any],
+    check: _SingleStatementCheck,
+) -> apsw.Cursor:
     cursor = conn.cursor()
     cursor.exec_trace = check
     try:
         cursor.execute(sql, params)
     except KeyError as exc:
         raise MissingBindingError(f"no value for the named parameter :{exc.args[0]}") from None
-    return cursor, check.columns
+    return cursor
 
 
 class _SingleStatementCheck:
     """An exec tracer: lets the first statement run only if nothing but comments follows."""
 
-    __slots__ = ("columns", "seen", "sql")
+    __slots__ = ("columns", "names", "seen", "sql")
 
-    def __init__(self, sql: str) -> None:
+    def __init__(self, sql: str, *, names: bool) -> None:
         self.sql = sql
+        self.names = names
         self.seen = False
         self.columns: list[str] = []
 
@@ -152,7 +156,8 @@ class _SingleStatementCheck:
         self.seen = True
         if not self.sql.startswith(statement) or _holds_statement(self.sql[len(statement) :]):
             raise MultipleStatementsError("You can only execute one statement at a time.")
-        self.columns = [str(column[0]) for column in cursor.description]
+        if self.names:
+            self.columns = [str(column[0]) for column in cursor.description]
         return True
 
 

@@ -18,7 +18,7 @@ connection stacks five guards:
    (``connections.set_hard_heap_limit``): a query that needs more memory fails with ``too_large``.
 5. A deadline checked by the progress handler: a runaway query is interrupted. It bounds the
    busy wait too. It cannot stop a single VM step, so the functions that loop inside one
-   (``LIKE``/``GLOB``, two-argument ``trim``, ``instr``, ``replace``: 28 s, 7.9 s, 0.17 s and
+   (``LIKE``/``GLOB``, two-argument ``trim``, ``instr``, ``replace``: 28 to 33 s, 7.9 s, 0.17 s and
    0.67 s on the pinned 3.54.1 with operands under the length limit) are replaced by bounded
    ones (:mod:`efsqlite.singlestep`). ``printf('%.*c', 2147483647, 'x')``, 3.6 s in one step
    on 3.40.1, is refused at once as too big since the engine was pinned.

@@ -790,7 +790,7 @@ def test_a_single_step_printf_answers_within_its_deadline(world: Path) -> None:
     assert done["elapsed"] <= 0.1 + SLACK_S, done
 
 
-#: Caller SQL whose one function call ran for 28 s to 90 s in one VM step with SQLite's own
+#: Caller SQL whose one function call runs for tens of seconds in one VM step with SQLite's own
 #: functions (bench/bench_single_step.py rates), values within the 5 MB length limit.
 SINGLE_STEP_SQL = {
     "like": "SELECT printf('%.*c', 3000000, 'a') LIKE '%' || printf('%.*c', 40000, 'a') || 'b'",

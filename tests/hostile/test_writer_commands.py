@@ -443,8 +443,8 @@ def test_writer_stops_before_lambda_times_out_and_commits_what_settled(
 
 
 #: Work SQLite's own functions do inside one VM step, which neither the budget nor the
-#: deadline can interrupt: 37 s to 90 s each with the built-ins (bench/bench_single_step.py
-#: rates), values built in the query and within the 4 MiB value cap.
+#: deadline can interrupt: tens of seconds each with the built-ins (bench/bench_single_step.py
+#: shapes, larger here), values built in the query and within the 4 MiB value cap.
 SINGLE_STEP = {
     "like": (
         "INSERT INTO kv (k, v) VALUES ('h-like', "
