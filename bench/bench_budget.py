@@ -3,7 +3,7 @@
     python bench/bench_budget.py          # prints JSON: steps, seconds, steps per second
 
 Counts VM steps the way the writer's work budget does (one progress-handler call per
-``efsqlite.apply.PROGRESS_STEPS`` steps) for a recursive CTE counting to 3,000,000, and
+``efsqlite.write.apply.PROGRESS_STEPS`` steps) for a recursive CTE counting to 3,000,000, and
 reports the median of 5 runs. ``EFSQLITE_COMMAND_STEP_BUDGET`` divided by the rate is the
 longest a command can run before it is rejected ``ResourceLimit``.
 """
@@ -14,8 +14,8 @@ import json
 import statistics
 import time
 
-from efsqlite import engine
-from efsqlite.apply import DEFAULT_STEP_BUDGET, PROGRESS_STEPS
+from efsqlite.core import engine
+from efsqlite.write.apply import DEFAULT_STEP_BUDGET, PROGRESS_STEPS
 
 SQL = (
     "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 3000000) "

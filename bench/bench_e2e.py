@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from efsqlite.client import Endpoints, ReadClient, WriteClient, named_command  # noqa: E402
-from efsqlite.settings import WriterSettings  # noqa: E402
-from efsqlite.writer import Writer  # noqa: E402
+from efsqlite.write.settings import WriterSettings  # noqa: E402
+from efsqlite.write.writer import Writer  # noqa: E402
 
 MIGRATIONS = REPO / "examples" / "todo" / "migrations"
 REGISTRY = "examples.todo.commands:registry"

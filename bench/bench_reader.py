@@ -40,13 +40,13 @@ for extra in (REPO, REPO / "shared"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from efsqlite import engine  # noqa: E402
-from efsqlite.connections import open_readonly_connection  # noqa: E402
-from efsqlite.query import QueryLimits  # noqa: E402
-from efsqlite.reader import Reader, ReaderSettings  # noqa: E402
-from efsqlite.settings import WriterSettings  # noqa: E402
-from efsqlite.snapshot import DatabaseSnapshot, SnapshotStore, _read_state  # noqa: E402
-from efsqlite.writer import Writer  # noqa: E402
+from efsqlite.core import engine  # noqa: E402
+from efsqlite.core.connections import open_readonly_connection  # noqa: E402
+from efsqlite.read.connection import QueryLimits  # noqa: E402
+from efsqlite.read.reader import Reader, ReaderSettings  # noqa: E402
+from efsqlite.read.snapshot import DatabaseSnapshot, SnapshotStore, _read_state  # noqa: E402
+from efsqlite.write.settings import WriterSettings  # noqa: E402
+from efsqlite.write.writer import Writer  # noqa: E402
 
 from tests.support.events import sqs_event, sqs_record  # noqa: E402
 

@@ -6,9 +6,9 @@ The reader's deadline is checked by the progress handler between VM steps, so a 
 function call that loops internally runs to its end. Each case runs once on a connection set
 up as the reader's is (the 5 MB ``SQLITE_LIMIT_LENGTH``, a deadline of 100 ms through the
 progress handler) and reports the wall time and the outcome. The backup cases copy a
-41 MB file into a scratch folder in ``efsqlite.snapshot.BACKUP_PAGES_PER_STEP``-page steps
+41 MB file into a scratch folder in ``efsqlite.read.snapshot.BACKUP_PAGES_PER_STEP``-page steps
 and in one step: the median of 5 copies and the median time per step. The single-step cases
-run on a plain connection (SQLite's own functions, as before ``efsqlite.singlestep``); the
+run on a plain connection (SQLite's own functions, as before ``efsqlite.core.singlestep``); the
 ``overrides`` section times scans of 100,000 rows with SQLite's functions and with the
 bounded overrides every writer and reader connection installs.
 """
@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import apsw
-from efsqlite import engine, singlestep
-from efsqlite.query import PROGRESS_STEPS
-from efsqlite.snapshot import BACKUP_PAGES_PER_STEP
+from efsqlite.core import engine, singlestep
+from efsqlite.read.connection import PROGRESS_STEPS
+from efsqlite.read.snapshot import BACKUP_PAGES_PER_STEP
 
 LENGTH_LIMIT = 5_000_000
 DEADLINE_S = 0.1
@@ -129,7 +129,7 @@ def backup_steps(folder: Path) -> dict[str, object]:
     return results
 
 
-#: Per-row cost of the bounded overrides (efsqlite.singlestep) against SQLite's own functions.
+#: Per-row cost of the bounded overrides (efsqlite.core.singlestep) against SQLite's own functions.
 SCAN_ROWS = 100_000
 SCANS = {
     "LIKE '%99%'": "SELECT count(*) FROM t WHERE x LIKE '%99%'",

@@ -7,10 +7,10 @@ exactly one writer. A worker sets up, warms up, prints ``ready``, waits for ``go
 
 Kinds of worker, all inserting the same row (``INSERT INTO items ... VALUES (?, ?, ?, ?)``):
 
-- ``efsqlite``: the real :class:`efsqlite.writer.Writer` on a real file, fed Lambda-shaped SQS
+- ``efsqlite``: the real :class:`efsqlite.write.writer.Writer` on a real file, fed Lambda-shaped SQS
   FIFO events of ``batch`` records; with ``--per-message C`` each record is a packed message
   of ``C`` commands.
-- ``raw``: one connection of the same SQLite build (``efsqlite.engine``), one
+- ``raw``: one connection of the same SQLite build (``efsqlite.core.engine``), one
   ``BEGIN IMMEDIATE ... COMMIT`` per batch of the same statements, same journal mode,
   ``synchronous=FULL``. The physical limit.
 - ``naive``: what a writer Lambda without a queue does: open the shared file, write one
@@ -78,8 +78,8 @@ def _report(commands: int, started: float, ended: float, **extra: Any) -> None:
 
 def worker_efsqlite(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
-    from efsqlite.settings import WriterSettings
-    from efsqlite.writer import Writer
+    from efsqlite.write.settings import WriterSettings
+    from efsqlite.write.writer import Writer
 
     from tests.support.events import next_sequence_number, sqs_event, sqs_record
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_write  # noqa: E402
 import efs_model  # noqa: E402
-from efsqlite import engine  # noqa: E402
+from efsqlite.core import engine  # noqa: E402
 
 GOALS_NOTE = "Goals are targets to report against, not assertions."
 

@@ -7,8 +7,8 @@ group keeps moving.
 
 from __future__ import annotations
 
-from efsqlite.commands import CommandContext, CommandRegistry
-from efsqlite.exceptions import CommandRejectedError
+from efsqlite.write.commands import CommandContext, CommandRegistry
+from efsqlite.write.exceptions import CommandRejectedError
 from pydantic import BaseModel, ConfigDict, Field
 
 registry = CommandRegistry()

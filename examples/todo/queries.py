@@ -5,7 +5,7 @@ Kept free of pydantic: the reader imports this module on its cold start.
 
 from __future__ import annotations
 
-from efsqlite.queries import QueryRegistry
+from efsqlite.read.queries import QueryRegistry
 
 queries = QueryRegistry()
 queries.add(

@@ -1,6 +1,6 @@
 """Reader Lambda: read-only queries and command status, by direct invoke or Function URL.
 
-Thin by design: the rules live in ``efsqlite.reader``. The import path is kept lean for cold
+Thin by design: the rules live in ``efsqlite.read.reader``. The import path is kept lean for cold
 start: no boto3, no pydantic, no powertools (its Logger alone costs about 70 ms here); the
 reader logs JSON lines through stdlib ``logging``, imported only when it first logs.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from efsqlite.reader import Reader, ReaderSettings
+from efsqlite.read.reader import Reader, ReaderSettings
 
 settings = ReaderSettings.from_env()
 reader = Reader(settings)

@@ -1,6 +1,6 @@
 """Writer Lambda: applies SQS FIFO batches of write commands to SQLite on EFS.
 
-Thin by design: the rules live in ``efsqlite.apply`` and ``efsqlite.writer``.
+Thin by design: the rules live in ``efsqlite.write.apply`` and ``efsqlite.write.writer``.
 No ``Tracer()`` here: the X-Ray SDK costs about 680 ms of cold-start imports.
 
 DO answer every event with a ``batchItemFailures`` dict; DON'T let an exception out. The
@@ -17,8 +17,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from efsqlite.settings import WriterSettings
-from efsqlite.writer import Writer, invocation_deadline
+from efsqlite.write.settings import WriterSettings
+from efsqlite.write.writer import Writer, invocation_deadline
 
 logger = Logger(service="efsqlite-writer")
 metrics = Metrics(namespace="efsqlite", service="efsqlite-writer")

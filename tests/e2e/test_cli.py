@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from efsqlite.engine import PINNED_VERSION
+from efsqlite.core.engine import PINNED_VERSION
 
 from .conftest import Stack, free_port, run_cli, wait_until
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from efsqlite.client import Endpoints, WriteClient
-from efsqlite.exceptions import SendError
+from efsqlite.client.exceptions import SendError
 
 from .conftest import run_cli, wait_until
 

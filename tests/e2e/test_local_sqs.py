@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-from efsqlite.local_lambda_api import function_url_event, function_url_response
-from efsqlite.local_poller import Poller, lambda_record
-from efsqlite.local_sqs import LocalSqs, QueueUrls
+from efsqlite.devstack.lambda_api import function_url_event, function_url_response
+from efsqlite.devstack.poller import Poller, lambda_record
+from efsqlite.devstack.sqs import LocalSqs, QueueUrls
 
 from .conftest import REPO, wait_until
 
@@ -246,7 +246,7 @@ def test_journal_is_compacted_while_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a stack whose journal is rewritten past 20 KB
-    monkeypatch.setattr("efsqlite.local_sqs.COMPACT_MIN_BYTES", 20_000)
+    monkeypatch.setattr("efsqlite.devstack.sqs.COMPACT_MIN_BYTES", 20_000)
     sqs_local = LocalSqs(tmp_path, visibility_timeout=30)
     urls = sqs_local.start()
     client = _sqs_client(sqs_local.endpoint)

@@ -7,7 +7,7 @@ makes commands land in the DLQ on demand, for the redrive test.
 
 from __future__ import annotations
 
-from efsqlite.commands import CommandContext, CommandRegistry
+from efsqlite.write.commands import CommandContext, CommandRegistry
 from pydantic import BaseModel
 
 registry = CommandRegistry()

@@ -130,8 +130,8 @@ def make_migrations(root: Path) -> Path:
 
 def make_template(root: Path) -> tuple[Path, Path]:
     """A migrated, empty database and its migrations folder, made by the real writer."""
-    from efsqlite.settings import WriterSettings
-    from efsqlite.writer import Writer
+    from efsqlite.write.settings import WriterSettings
+    from efsqlite.write.writer import Writer
 
     migrations = make_migrations(root)
     data = root / "template"

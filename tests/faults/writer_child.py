@@ -18,8 +18,8 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from efsqlite.settings import WriterSettings
-    from efsqlite.writer import Writer
+    from efsqlite.write.settings import WriterSettings
+    from efsqlite.write.writer import Writer
 
     data_dir, migrations_dir = Path(argv[1]), Path(argv[2])
     journal_mode = argv[3] if len(argv) > 3 else "DELETE"

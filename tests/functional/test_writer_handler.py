@@ -10,7 +10,7 @@ from typing import Any
 
 import apsw
 import pytest
-from efsqlite import ledger
+from efsqlite.core import ledger
 
 from tests.support.events import FakeLambdaContext, redelivered, sqs_event, sqs_record
 from tests.support.sqlite_files import open_db

@@ -7,7 +7,7 @@ suite prove that.
 
 from __future__ import annotations
 
-from efsqlite.commands import CommandContext, CommandRegistry
+from efsqlite.write.commands import CommandContext, CommandRegistry
 from pydantic import BaseModel
 
 registry = CommandRegistry()

@@ -24,12 +24,12 @@ from typing import Any
 
 import apsw
 import pytest
-from efsqlite import engine
-from efsqlite.exceptions import InvalidSettingError
-from efsqlite.reader import ReaderSettings
-from efsqlite.settings import WriterSettings
-from efsqlite.sqlpolicy import BUILTIN_FUNCTIONS
-from efsqlite.writer import Writer
+from efsqlite.core import engine
+from efsqlite.core.exceptions import InvalidSettingError
+from efsqlite.core.sqlpolicy import BUILTIN_FUNCTIONS
+from efsqlite.read.reader import ReaderSettings
+from efsqlite.write.settings import WriterSettings
+from efsqlite.write.writer import Writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -127,7 +127,7 @@ class _Bugs(logging.Handler):
 @pytest.fixture(autouse=True)
 def no_input_reaches_the_catch_all() -> Iterator[None]:
     bugs = _Bugs()
-    logger = logging.getLogger("efsqlite.reader")
+    logger = logging.getLogger("efsqlite.read.reader")
     logger.addHandler(bugs)
     yield
     logger.removeHandler(bugs)
@@ -447,7 +447,7 @@ def test_caller_text_is_checked_before_sqlite_sees_it(
 def test_the_authorizer_decides_by_allow_list(world: Path) -> None:
     # GIVEN a hardened connection on the real file (the guards behind the authorizer, mode=ro
     # and query_only, would refuse some of these too, so ask the authorizer itself)
-    from efsqlite.query import ReadConnection
+    from efsqlite.read.connection import ReadConnection
 
     conn = ReadConnection.open(world / "data" / "main.sqlite", immutable=True)
     decide = conn._authorize
@@ -727,7 +727,7 @@ def test_quick_check_is_bounded_by_the_deadline(
 ) -> None:
     # GIVEN a copy made in one backup step (so only the check can see the deadline)
     root, writer = big
-    monkeypatch.setattr("efsqlite.snapshot.BACKUP_PAGES_PER_STEP", -1)
+    monkeypatch.setattr("efsqlite.read.snapshot.BACKUP_PAGES_PER_STEP", -1)
     app = cold_start(handler_env(root, "snapshot", "check"))
     first = ask(app, dict(COUNT, timeout_ms=15_000))
     touch(writer)

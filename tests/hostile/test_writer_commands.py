@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from efsqlite import ledger
+from efsqlite.core import ledger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -22,9 +22,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from efsqlite import ledger
-from efsqlite.ledger import InvalidSequenceNumberError, encode_position
-from efsqlite.models import body_text
+from efsqlite.core import ledger
+from efsqlite.core.ledger import InvalidSequenceNumberError, encode_position
+from efsqlite.write.wire import body_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_label
 from hypothesis import strategies as st

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import pytest
-from efsqlite.settings import WriterSettings
+from efsqlite.write.settings import WriterSettings
 
 from tests.infra import cfn
 from tests.infra.cfn import Template
@@ -37,12 +37,7 @@ class SettingsModel(Protocol):
 
 
 def reader_settings() -> type[SettingsModel]:
-    try:
-        module = importlib.import_module("efsqlite.reader")
-    except ModuleNotFoundError as exc:
-        if exc.name != "efsqlite.reader":
-            raise
-        pytest.skip("efsqlite/reader.py does not exist yet, so there is no ReaderSettings to match")
+    module = importlib.import_module("efsqlite.read.reader")
     settings: type[SettingsModel] = module.ReaderSettings
     return settings
 

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from efsqlite import engine
+from efsqlite.core import engine
 
 from tests.infra.cfn import TEMPLATE
 from tests.infra.edits import drop_writer_reserved_concurrency
 from tests.infra.tools import Launch, locate, locate_python313
 
 RELATIVE_TEMPLATE = TEMPLATE.relative_to(TEMPLATE.parents[1])
+SOURCE = TEMPLATE.parents[1] / "shared" / "efsqlite"
+#: The parts the Lambda layer ships (shared/Makefile's LAYER_PACKAGES).
+ENGINE_PARTS = ("core", "write", "read")
 
 
 @pytest.fixture(scope="module")
@@ -151,13 +154,36 @@ def test_sam_build_builds_the_layer_and_functions(tools: tuple[Launch, Path, Pat
     assert run.returncode == 0, run.output
     assert "Build Succeeded" in run.stdout + run.stderr, run.output
     layer = build_dir / "SharedLayer" / "python"
-    assert (layer / "efsqlite" / "__init__.py").is_file()
     assert (layer / "aws_lambda_powertools").is_dir()
     assert list((layer / "pydantic_core").glob("*aarch64*.so")), "pydantic_core is not arm64"
-    # AND it ships the pinned SQLite build for arm64 (efsqlite.engine), the one the tests run
+    # AND it ships the pinned SQLite build for arm64 (efsqlite.core.engine), the one the tests run
     assert list((layer / "apsw").glob("*aarch64*.so")), "apsw (the pinned SQLite) is not arm64"
     (dist,) = layer.glob("apsw-*.dist-info")
     assert dist.name == f"apsw-{engine.engine_info()['apsw']}.dist-info"
     assert not (layer / "boto3").exists()
     assert (build_dir / "WriterFunction" / "app.py").is_file()
     assert not (TEMPLATE.parent / ".aws-sam").exists(), "sam build wrote into the repository"
+
+
+def test_the_layer_ships_the_engine_and_nothing_else(tools: tuple[Launch, Path, Path]) -> None:
+    # GIVEN the layer sam built (shared/Makefile chooses its contents)
+    launch, build_dir, _ = tools
+    assert launch.result("sam build").returncode == 0, launch.result("sam build").output
+    layer = build_dir / "SharedLayer" / "python"
+    # WHEN listing its efsqlite package
+    shipped = sorted(
+        p.relative_to(layer).as_posix() for p in (layer / "efsqlite").rglob("*") if p.is_file()
+    )
+    # THEN it is exactly the engine's source files (core, write, read): no client, CLI or
+    # local stack, no stray bytecode, and every engine module is there
+    engine_files = sorted(
+        p.relative_to(SOURCE.parent).as_posix()
+        for part in ENGINE_PARTS
+        for p in (SOURCE / part).glob("*.py")
+    )
+    assert shipped == sorted(["efsqlite/__init__.py", "efsqlite/py.typed", *engine_files])
+    assert {p.name for p in (layer / "efsqlite").iterdir() if p.is_dir()} == set(ENGINE_PARTS)
+    # AND the third-party packages are the layer's pins and what they need, not moto or boto3
+    top = {p.name for p in layer.iterdir() if not p.name.endswith(".dist-info")}
+    assert {"apsw", "pydantic", "pydantic_core", "aws_lambda_powertools"} <= top
+    assert not top & {"boto3", "botocore", "moto", "bin", "requirements.txt", "Makefile"}, top

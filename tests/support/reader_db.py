@@ -1,7 +1,7 @@
 """Real databases for the reader tests, written by the real Writer, and reader event builders.
 
-Every database here goes through ``efsqlite.writer.Writer.handle_event`` with Lambda-shaped SQS
-FIFO events, so the reader is tested on exactly the files production writes.
+Every database here goes through ``efsqlite.write.writer.Writer.handle_event`` with
+Lambda-shaped SQS FIFO events, so the reader is tested on exactly the files production writes.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from efsqlite.reader import Reader, ReaderSettings
-from efsqlite.settings import WriterSettings
-from efsqlite.writer import Writer
+from efsqlite.read.reader import Reader, ReaderSettings
+from efsqlite.write.settings import WriterSettings
+from efsqlite.write.writer import Writer
 
 from tests.support.events import sqs_event, sqs_record
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from efsqlite.queries import QueryRegistry
+from efsqlite.read.queries import QueryRegistry
 
 queries = QueryRegistry()
 queries.add("account_by_id", "SELECT id, name, balance FROM accounts WHERE id = :id")

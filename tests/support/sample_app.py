@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from efsqlite.commands import CommandContext, CommandRegistry
-from efsqlite.exceptions import CommandRejectedError
+from efsqlite.write.commands import CommandContext, CommandRegistry
+from efsqlite.write.exceptions import CommandRejectedError
 from pydantic import BaseModel, Field
 
 MIGRATIONS = {

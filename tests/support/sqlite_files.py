@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import apsw
-from efsqlite.connections import readonly_uri
+from efsqlite.core.connections import readonly_uri
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from efsqlite.cli import _insert, _progress_bar, format_table, main
-from efsqlite.models import message_json_schema
+from efsqlite.write.wire import message_json_schema
 
 
 def test_schema_prints_the_wire_format_schema(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,17 +22,17 @@ from efsqlite.client import (
     resolve_endpoints,
     sql_command,
 )
-from efsqlite.exceptions import (
+from efsqlite.client.exceptions import (
     ClientConfigError,
-    EfsqliteError,
     InvalidCommandError,
-    MessageTooLargeError,
     ReaderInvokeError,
     ReadRequestError,
     SendError,
     WaitTimeoutError,
 )
-from efsqlite.models import MAX_MESSAGE_BYTES, parse_message
+from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.write.exceptions import MessageTooLargeError
+from efsqlite.write.wire import MAX_MESSAGE_BYTES, parse_message
 
 LOCAL = Endpoints(queue_url="http://q/123/q.fifo", reader_function="reader", source="test")
 

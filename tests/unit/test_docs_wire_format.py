@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from efsqlite.models import message_json_schema, parse_message
+from efsqlite.write.wire import message_json_schema, parse_message
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -1,5 +1,5 @@
 """The pinned SQLite build: its version, the compile options the guards rely on, and the
-one-statement rule :func:`efsqlite.engine.execute_one` restores on top of apsw."""
+one-statement rule :func:`efsqlite.core.engine.execute_one` restores on top of apsw."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import apsw
 import pytest
-from efsqlite import engine
+from efsqlite.core import engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_python_sqlite3_is_never_imported_by_the_engine() -> None:
     # GIVEN a fresh interpreter
     code = (
         "import sys, json; sys.path[:0] = ['shared'];"
-        "import efsqlite.writer, efsqlite.reader, efsqlite.apply, efsqlite.snapshot;"
+        "import efsqlite.write.writer, efsqlite.read.reader;"
         "print(json.dumps(sorted(m for m in sys.modules"
         " if m.split('.')[0] in ('apsw', 'sqlite3', '_sqlite3'))))"
     )
@@ -166,7 +166,7 @@ def test_error_names_and_codes_come_from_the_result_codes(conn: apsw.Connection)
 
 def test_a_handlers_execute_reports_rows_changed_and_the_last_rowid(conn: apsw.Connection) -> None:
     # GIVEN a named command's context on a table with two rows
-    from efsqlite.commands import CommandContext
+    from efsqlite.write.commands import CommandContext
 
     conn.execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
     ctx = CommandContext(conn, "main", "c-1", 1)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import apsw
 import pytest
-from efsqlite.connections import open_writer_connection
-from efsqlite.exceptions import MigrationError
-from efsqlite.migrations import discover, migrate, split_statements
+from efsqlite.core.connections import open_writer_connection
+from efsqlite.write.exceptions import MigrationError
+from efsqlite.write.migrations import discover, migrate, split_statements
 
 
 def test_split_keeps_triggers_and_quoted_semicolons_whole() -> None:
@@ -160,7 +160,7 @@ def test_migration_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None
     os.mkfifo(tmp_path / "0001_fifo.sql")
     # In a child with a timeout: a regression would block on the FIFO, not fail.
     probe = (
-        "import sys; from pathlib import Path; from efsqlite.migrations import discover\n"
+        "import sys; from pathlib import Path; from efsqlite.write.migrations import discover\n"
         "try:\n    discover(Path(sys.argv[1]), 'main')\n"
         "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
     )

@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 import pytest
-from efsqlite.models import (
+from efsqlite.write.wire import (
     MAX_ID_LENGTH,
     NamedCommand,
     StatementsCommand,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from efsqlite.read_errors import ReadError
-from efsqlite.reader import Reader
+from efsqlite.read.exceptions import ReadError
+from efsqlite.read.reader import Reader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

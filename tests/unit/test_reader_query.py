@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from efsqlite.reader import Reader
+from efsqlite.read.reader import Reader
 
 from tests.support.reader_db import (
     ACCOUNTS,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from efsqlite.exceptions import RegistryError
-from efsqlite.queries import QueryRegistry, load_queries
-from efsqlite.reader import Reader
+from efsqlite.core.exceptions import RegistryError
+from efsqlite.read.queries import QueryRegistry, load_queries
+from efsqlite.read.reader import Reader
 
 from tests.support.events import FakeLambdaContext, sqs_event, sqs_record
 from tests.support.reader_db import (

@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from efsqlite.exceptions import InvalidSettingError
-from efsqlite.reader import ReaderSettings
+from efsqlite.core.exceptions import InvalidSettingError
+from efsqlite.read.reader import ReaderSettings
 
 EXPECTED_VARS = {
     "EFSQLITE_DATA_DIR": "data_dir",
@@ -134,7 +134,7 @@ def test_reader_import_path_stays_lean() -> None:
         "import sys; sys.path[:0] = ['functions/reader', 'shared']; "
         "import os; os.environ['EFSQLITE_DATA_DIR'] = '/nonexistent'; import app; "
         "bad = [m for m in ('pydantic', 'boto3', 'botocore', 'aws_lambda_powertools', "
-        "'aws_xray_sdk', 'efsqlite.settings', 'efsqlite.models', 'efsqlite.commands') "
+        "'aws_xray_sdk', 'efsqlite.write', 'efsqlite.client', 'efsqlite.cli', 'efsqlite.devstack') "
         "if m in sys.modules]; print(bad)"
     )
     root = Path(__file__).resolve().parents[2]

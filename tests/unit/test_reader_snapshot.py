@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from efsqlite.reader import Reader
+from efsqlite.read.reader import Reader
 
 from tests.support.reader_db import (
     TOTAL,
@@ -187,7 +187,7 @@ def test_least_recently_used_databases_are_closed(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN room for two open databases and three databases written by the writer
-    monkeypatch.setattr("efsqlite.reader.MAX_OPEN_DATABASES", 2)
+    monkeypatch.setattr("efsqlite.read.reader.MAX_OPEN_DATABASES", 2)
     writer = make_writer(root)
     for db in ("second", "third"):
         seed_accounts(writer, db)

@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from efsqlite.connections import database_path
-from efsqlite.exceptions import EfsqliteError, InvalidDatabaseNameError, InvalidSettingError
-from efsqlite.settings import DEFAULT_DATA_DIR, WriterSettings
+from efsqlite.core.connections import database_path
+from efsqlite.core.exceptions import EfsqliteError, InvalidDatabaseNameError, InvalidSettingError
+from efsqlite.write.settings import DEFAULT_DATA_DIR, WriterSettings
 
 
 def test_defaults_match_the_lambda_mount() -> None:

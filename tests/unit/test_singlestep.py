@@ -8,9 +8,9 @@ from typing import Any
 
 import apsw
 import pytest
-from efsqlite import singlestep
-from efsqlite.connections import open_writer_connection
-from efsqlite.query import QueryLimits, ReadConnection
+from efsqlite.core import singlestep
+from efsqlite.core.connections import open_writer_connection
+from efsqlite.read.connection import QueryLimits, ReadConnection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -44,8 +44,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from efsqlite.names import DB_NAME_PATTERN
-from efsqlite.sqlpolicy import is_text
+from efsqlite.core.names import DB_NAME_PATTERN
+from efsqlite.core.sqlpolicy import is_text
 
 WIRE_VERSION = 1
 #: SQS's largest message body (the queue's ``MaximumMessageSize`` must be raised to it).
@@ -237,7 +237,7 @@ def parse_message(body: str | bytes) -> list[AnyCommand]:
     """Parse one SQS body into its commands, in order.
 
     Raises ``pydantic.ValidationError`` and nothing else, for any input. Its error types say
-    how to settle the body (``efsqlite.apply``): ``json_invalid`` means "not readable JSON",
+    how to settle the body (``efsqlite.write.apply``): ``json_invalid`` means "not readable JSON",
     rejected under ``message:<messageId>``; any other type means "read, but not a valid
     message", rejected under the ``id`` the body claims (``json.loads(body)["id"]`` when it
     is a string of 1 to 128 characters). A body whose claimed id is not Unicode text (a lone

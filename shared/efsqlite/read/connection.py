@@ -6,7 +6,7 @@ connection stacks five guards:
 
 1. ``mode=ro`` in the URI: SQLite never opens the file for writing and never creates it.
 2. ``PRAGMA query_only=1`` and ``PRAGMA temp_store=MEMORY`` (no temp files), set before 3.
-3. An authorizer **allow-list** (:mod:`efsqlite.sqlpolicy`), for caller SQL: SELECT and
+3. An authorizer **allow-list** (:mod:`efsqlite.core.sqlpolicy`), for caller SQL: SELECT and
    RECURSIVE; the listed functions; READ of the database's own tables and views, the schema
    table, ``json_each``/``json_tree`` and the ``pragma_*`` tables of the PRAGMAs below;
    "UPDATE" of the schema table only (a virtual table's constructor declares its columns that
@@ -20,7 +20,7 @@ connection stacks five guards:
    busy wait too. It cannot stop a single VM step, so the functions that loop inside one
    (``LIKE``/``GLOB``, two-argument ``trim``, ``instr``, ``replace``: 28 to 33 s, 7.9 s, 0.17 s and
    0.67 s on the pinned 3.54.1 with operands under the length limit) are replaced by bounded
-   ones (:mod:`efsqlite.singlestep`). ``printf('%.*c', 2147483647, 'x')``, 3.6 s in one step
+   ones (:mod:`efsqlite.core.singlestep`). ``printf('%.*c', 2147483647, 'x')``, 3.6 s in one step
    on 3.40.1, is refused at once as too big since the engine was pinned.
 
 DO run caller SQL only through :meth:`ReadConnection.query`, which prepares it as
@@ -47,9 +47,10 @@ from typing import Any
 
 import apsw
 
-from efsqlite import engine, ledger, singlestep, sqlpolicy
-from efsqlite.connections import readonly_uri
-from efsqlite.read_errors import (
+from efsqlite.core import engine, ledger, singlestep, sqlpolicy
+from efsqlite.core.connections import readonly_uri
+from efsqlite.core.types import SqlParams
+from efsqlite.read.exceptions import (
     BusyError,
     InvalidRequestError,
     NotAllowedError,
@@ -59,7 +60,6 @@ from efsqlite.read_errors import (
     SqlError,
     TooLargeError,
 )
-from efsqlite.types import SqlParams
 
 #: Extended result code of a read-only open that finds a hot journal it may not roll back.
 SQLITE_READONLY_ROLLBACK = 776

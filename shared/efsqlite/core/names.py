@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from efsqlite.exceptions import InvalidDatabaseNameError
+from efsqlite.core.exceptions import InvalidDatabaseNameError
 
 DB_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
 _DB_NAME_RE = re.compile(DB_NAME_PATTERN)

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from efsqlite.engine import Connection
-from efsqlite.exceptions import EfsqliteError
-from efsqlite.types import Outcome
+from efsqlite.core.engine import Connection
+from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.core.types import Outcome
 
 COMMANDS_TABLE = "_efsqlite_commands"
 STATE_TABLE = "_efsqlite_state"

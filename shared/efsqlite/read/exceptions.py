@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from efsqlite.exceptions import EfsqliteError
+from efsqlite.core.exceptions import EfsqliteError
 
 #: Longest message an error body carries; longer ones are cut and marked with "...".
 MAX_MESSAGE_CHARS = 1000

@@ -32,10 +32,10 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from efsqlite.exceptions import LocalStackError
-from efsqlite.local_poller import LambdaContext, load_handler_module, unload_handler_module
+from efsqlite.devstack.exceptions import LocalStackError
+from efsqlite.devstack.poller import LambdaContext, load_handler_module, unload_handler_module
 
-log = logging.getLogger("efsqlite.local.reader")
+log = logging.getLogger("efsqlite.devstack.stack.reader")
 
 #: Lambda's synchronous response payload limit.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024

@@ -13,7 +13,7 @@ it with ``EFSQLITE_COMMANDS=package.module:registry``::
     def add_todo(ctx: CommandContext, args: AddTodo) -> None:
         ctx.execute("INSERT INTO todos (id, title) VALUES (?, ?)", (args.id, args.title))
 
-DO raise :class:`~efsqlite.exceptions.CommandRejectedError` for business-rule failures: the
+DO raise :class:`~efsqlite.core.exceptions.CommandRejectedError` for business-rule failures: the
 command is recorded as rejected and the FIFO group moves on.
 DO run SQL through ``ctx.execute``/``ctx.query``: they prepare it as caller SQL, under the
 same allow-list, work budget and caps as a raw command. DON'T use ``ctx.connection`` for SQL.
@@ -29,11 +29,12 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from efsqlite import engine
-from efsqlite.exceptions import CommandRejectedError, RegistryError
-from efsqlite.loading import load_object
-from efsqlite.sqlpolicy import caller_sql
-from efsqlite.types import SqlParams, SqlValue
+from efsqlite.core import engine
+from efsqlite.core.exceptions import RegistryError
+from efsqlite.core.loading import load_object
+from efsqlite.core.sqlpolicy import caller_sql
+from efsqlite.core.types import SqlParams, SqlValue
+from efsqlite.write.exceptions import CommandRejectedError
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
 

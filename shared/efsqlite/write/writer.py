@@ -20,17 +20,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from efsqlite import engine
-from efsqlite.apply import Applier, BatchResult, IncomingRecord
-from efsqlite.commands import CommandRegistry, load_registry
-from efsqlite.connections import database_path, open_writer_connection, set_hard_heap_limit
-from efsqlite.exceptions import EfsqliteError, InvalidDatabaseNameError
-from efsqlite.ledger import InvalidSequenceNumberError, encode_position, excerpt
-from efsqlite.migrations import Migration, discover, migrate
-from efsqlite.models import body_text
-from efsqlite.names import DB_NAME_PATTERN, check_db_name
-from efsqlite.settings import WriterSettings
-from efsqlite.sqlpolicy import is_text
+from efsqlite.core import engine
+from efsqlite.core.connections import database_path, open_writer_connection, set_hard_heap_limit
+from efsqlite.core.exceptions import EfsqliteError, InvalidDatabaseNameError
+from efsqlite.core.ledger import InvalidSequenceNumberError, encode_position, excerpt
+from efsqlite.core.names import DB_NAME_PATTERN, check_db_name
+from efsqlite.core.sqlpolicy import is_text
+from efsqlite.write.apply import Applier, BatchResult, IncomingRecord
+from efsqlite.write.commands import CommandRegistry, load_registry
+from efsqlite.write.migrations import Migration, discover, migrate
+from efsqlite.write.settings import WriterSettings
+from efsqlite.write.wire import body_text
 
 #: Time kept back from the invocation's remaining time to write the ledger, commit and answer:
 #: no command starts later than this before Lambda's timeout.
@@ -96,7 +96,7 @@ def record_from_event(raw: object) -> IncomingRecord:
     ``SequenceNumber`` (the queue is not FIFO) or one that is not 1 to 40 ASCII digits; a
     ``MessageGroupId`` that is not a database name; an ``ApproximateReceiveCount`` that is
     there but not ASCII digits; a ``body`` that is not a string (bytes are read as UTF-8).
-    A body that is not Unicode text is *not* unroutable: :func:`efsqlite.models.body_text`
+    A body that is not Unicode text is *not* unroutable: :func:`efsqlite.write.wire.body_text`
     makes it storable, and the parser then rejects it under its own id.
     """
     if not isinstance(raw, Mapping):

@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from efsqlite.exceptions import RegistryError
-from efsqlite.loading import load_object
+from efsqlite.core.exceptions import RegistryError
+from efsqlite.core.loading import load_object
 
 QUERY_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 _NAME_RE = re.compile(QUERY_NAME_PATTERN)

@@ -1,7 +1,7 @@
 """Settings, read once per execution environment from ``EFSQLITE_*`` environment variables.
 
 Each field's environment variable is ``EFSQLITE_`` + the field name in upper case. A bad value
-raises :class:`~efsqlite.exceptions.InvalidSettingError` naming the variable, at cold start,
+raises :class:`~efsqlite.core.exceptions.InvalidSettingError` naming the variable, at cold start,
 rather than a confusing failure on the first message.
 """
 
@@ -14,11 +14,11 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from efsqlite.apply import DEFAULT_STEP_BUDGET
-from efsqlite.connections import HEAP_MB_BOUNDS, default_heap_mb
-from efsqlite.exceptions import InvalidSettingError
-from efsqlite.sqlpolicy import FUNCTION_NAME_PATTERN
-from efsqlite.types import JournalMode
+from efsqlite.core.connections import HEAP_MB_BOUNDS, default_heap_mb
+from efsqlite.core.exceptions import InvalidSettingError
+from efsqlite.core.sqlpolicy import FUNCTION_NAME_PATTERN
+from efsqlite.core.types import JournalMode
+from efsqlite.write.apply import DEFAULT_STEP_BUDGET
 
 ENV_PREFIX = "EFSQLITE_"
 #: Four SQS messages' worth: a value a command builds may exceed its own message, a little.

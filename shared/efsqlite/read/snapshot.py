@@ -39,9 +39,9 @@ from pathlib import Path
 
 import apsw
 
-from efsqlite import ledger
-from efsqlite.connections import open_readonly_connection
-from efsqlite.query import (
+from efsqlite.core import ledger
+from efsqlite.core.connections import open_readonly_connection
+from efsqlite.read.connection import (
     PROGRESS_STEPS,
     SQLITE_FAILURES,
     SQLITE_READONLY_ROLLBACK,
@@ -51,7 +51,7 @@ from efsqlite.query import (
     classify,
     command_status_or_unknown,
 )
-from efsqlite.read_errors import BusyError, ReadError, RecoveringError
+from efsqlite.read.exceptions import BusyError, ReadError, RecoveringError
 
 _LOCK_SUFFIX = ".lock"
 #: mmap window for checking a fresh copy in /tmp (SQLite caps it at its compile-time maximum).

@@ -16,7 +16,7 @@ one commit (a handful of fsyncs) for the whole batch, however many commands it p
 
 Guards, so that no command can make the ledger lie, crash the writer or hold its group:
 
-- **An allow-list authorizer** (:mod:`efsqlite.sqlpolicy`): commands may read the database's
+- **An allow-list authorizer** (:mod:`efsqlite.core.sqlpolicy`): commands may read the database's
   own tables, write its tables but not the ledger's or SQLite's, and call listed functions.
   Everything else is denied, transaction control under any name included. Our own
   ``SAVEPOINT``/``RELEASE`` run with the caller checks off, and caller SQL is prepared as
@@ -24,7 +24,7 @@ Guards, so that no command can make the ledger lie, crash the writer or hold its
   sends the exact text of one of our statements, is still refused.
 - **A work budget** in SQLite VM steps (progress handler): a command that spends it is
   rejected ``ResourceLimit``. Value sizes (``SQLITE_LIMIT_LENGTH``) and SQLite's heap are
-  capped where the connection opens (``efsqlite.connections``, ``efsqlite.writer``).
+  capped where the connection opens (``efsqlite.core.connections``, ``efsqlite.write.writer``).
 - **The invocation's deadline**: no new command starts past it and a running one is
   interrupted; what settled commits and the rest is handed back as failed, so the writer is
   never killed mid-batch.
@@ -48,20 +48,10 @@ from dataclasses import dataclass, field
 import apsw
 from pydantic import TypeAdapter, ValidationError
 
-from efsqlite import engine, ledger
-from efsqlite.commands import CommandContext, CommandRegistry
-from efsqlite.exceptions import CommandRejectedError, EfsqliteError
-from efsqlite.ledger import LedgerEntry
-from efsqlite.models import (
-    MAX_ID_LENGTH,
-    MAX_PACKED_COMMANDS,
-    AnyCommand,
-    Command,
-    NamedCommand,
-    StatementsCommand,
-    parse_message,
-)
-from efsqlite.sqlpolicy import (
+from efsqlite.core import engine, ledger
+from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.core.ledger import LedgerEntry
+from efsqlite.core.sqlpolicy import (
     MODULE_PRAGMAS,
     SCHEMA_TABLES,
     caller_sql,
@@ -70,7 +60,18 @@ from efsqlite.sqlpolicy import (
     read_schema_names,
     reads_allowed,
 )
-from efsqlite.types import Outcome
+from efsqlite.core.types import Outcome
+from efsqlite.write.commands import CommandContext, CommandRegistry
+from efsqlite.write.exceptions import CommandRejectedError
+from efsqlite.write.wire import (
+    MAX_ID_LENGTH,
+    MAX_PACKED_COMMANDS,
+    AnyCommand,
+    Command,
+    NamedCommand,
+    StatementsCommand,
+    parse_message,
+)
 
 #: Transient codes after which SQLite may have rolled the transaction back on its own: the
 #: whole batch is abandoned rather than committing on top of an uncertain state.
@@ -329,7 +330,7 @@ class _Run:
 def classify_sqlite_error(exc: Exception) -> tuple[str, bool]:
     """Return (error type, transient?) for an error raised while running a command.
 
-    ``exc`` is one of :data:`efsqlite.engine.SQL_ERRORS`. Several statements in one entry,
+    ``exc`` is one of :data:`efsqlite.core.engine.SQL_ERRORS`. Several statements in one entry,
     a wrong number of bindings or a missing named one are ``InvalidStatement``.
     """
     code = engine.primary_code(exc)

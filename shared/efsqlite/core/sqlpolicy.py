@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from efsqlite.engine import Connection
+from efsqlite.core.engine import Connection
 
 #: Prepended to every caller statement; none of efsqlite's own statements starts with it.
 CALLER_SQL_PREFIX = "/* efsqlite caller */ "

@@ -32,16 +32,16 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from efsqlite.exceptions import (
+from efsqlite.client.exceptions import (
     ClientConfigError,
     InvalidCommandError,
-    MessageTooLargeError,
     ReaderInvokeError,
     ReadRequestError,
     SendError,
     WaitTimeoutError,
 )
-from efsqlite.models import MAX_MESSAGE_BYTES, MAX_PACKED_COMMANDS, AnyCommand, Command
+from efsqlite.write.exceptions import MessageTooLargeError
+from efsqlite.write.wire import MAX_MESSAGE_BYTES, MAX_PACKED_COMMANDS, AnyCommand, Command
 
 ENDPOINTS_ENV = "EFSQLITE_ENDPOINTS"
 QUEUE_URL_ENV = "EFSQLITE_QUEUE_URL"

@@ -15,8 +15,8 @@ DO check caller text before SQLite sees it: a lone surrogate makes binding raise
 ``UnicodeEncodeError``, which no SQLite error handler catches.
 DON'T let a setting put the snapshot folder at, inside or above the data folder: the
 snapshot clean-up deletes every file there that it did not make.
-DON'T import ``efsqlite.settings``, ``efsqlite.models`` or ``efsqlite.commands`` here: they
-import pydantic (about 250 ms of cold start).
+DON'T import ``efsqlite.write`` (pydantic: about 250 ms of cold start); the import contracts
+in ``pyproject.toml`` (``[tool.importlinter]``) refuse it.
 """
 
 from __future__ import annotations
@@ -33,18 +33,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Self, cast
 from urllib.parse import unquote
 
-from efsqlite import ledger
-from efsqlite.connections import (
+from efsqlite.core import ledger
+from efsqlite.core.connections import (
     DEFAULT_HEAP_MB,
     HEAP_MB_BOUNDS,
     database_path,
     default_heap_mb,
     set_hard_heap_limit,
 )
-from efsqlite.exceptions import InvalidDatabaseNameError, InvalidSettingError
-from efsqlite.names import check_db_name
-from efsqlite.queries import QueryRegistry, load_queries
-from efsqlite.query import (
+from efsqlite.core.exceptions import InvalidDatabaseNameError, InvalidSettingError
+from efsqlite.core.names import check_db_name
+from efsqlite.core.sqlpolicy import FUNCTION_NAME_PATTERN, function_allow_list, is_text
+from efsqlite.core.types import ReadMode, SqlParams, SqlValue
+from efsqlite.read.connection import (
     MAX_SQL_CHARS,
     SQLITE_FAILURES,
     SQLITE_INT_MAX,
@@ -54,7 +55,7 @@ from efsqlite.query import (
     ReadConnection,
     classify,
 )
-from efsqlite.read_errors import (
+from efsqlite.read.exceptions import (
     BusyError,
     DatabaseNotFoundError,
     InternalError,
@@ -66,11 +67,10 @@ from efsqlite.read_errors import (
     RecoveringError,
     RouteNotFoundError,
 )
-from efsqlite.snapshot import DatabaseSnapshot, SnapshotDeadlineError, SnapshotStore
-from efsqlite.sqlpolicy import FUNCTION_NAME_PATTERN, function_allow_list, is_text
-from efsqlite.types import ReadMode, SqlParams, SqlValue
+from efsqlite.read.queries import QueryRegistry, load_queries
+from efsqlite.read.snapshot import DatabaseSnapshot, SnapshotDeadlineError, SnapshotStore
 
-LOGGER_NAME = "efsqlite.reader"
+LOGGER_NAME = "efsqlite.read.reader"
 
 ENV_PREFIX = "EFSQLITE_"
 #: Lambda's synchronous response limit; the byte cap must stay below it.

@@ -7,7 +7,7 @@ one host and does not work over NFS.
 DON'T ``open()``, copy or read a database file outside SQLite in a process that holds a
 connection to it: POSIX ``close()`` on any descriptor drops that process's locks on the file.
 The same goes for a second SQLite library (Python's ``sqlite3``): open files only through
-:mod:`efsqlite.engine`.
+:mod:`efsqlite.core.engine`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 import apsw
 
-from efsqlite import singlestep
-from efsqlite.exceptions import DatabaseOpenError
-from efsqlite.names import check_db_name
-from efsqlite.types import JournalMode
+from efsqlite.core import singlestep
+from efsqlite.core.exceptions import DatabaseOpenError
+from efsqlite.core.names import check_db_name
+from efsqlite.core.types import JournalMode
 
 DATABASE_SUFFIX = ".sqlite"
 #: SQLite's heap limit (MiB) when neither a setting nor Lambda's memory size gives one.
@@ -55,7 +55,7 @@ def open_writer_connection(
     worker threads; ``trusted_schema=OFF``, ``SQLITE_DBCONFIG_DEFENSIVE`` (virtual tables'
     shadow tables are read-only to SQL) and no extension loading, not even from C. The
     functions whose work one VM step can hide are replaced by bounded ones
-    (:mod:`efsqlite.singlestep`).
+    (:mod:`efsqlite.core.singlestep`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = apsw.Connection(

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from efsqlite.exceptions import LocalStackError
+from efsqlite.devstack.exceptions import LocalStackError
 
-log = logging.getLogger("efsqlite.local.sqs")
+log = logging.getLogger("efsqlite.devstack.stack.sqs")
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"

@@ -27,9 +27,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from efsqlite.exceptions import LocalStackError
+from efsqlite.devstack.exceptions import LocalStackError
 
-log = logging.getLogger("efsqlite.local")
+log = logging.getLogger("efsqlite.devstack.stack")
 
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "dev.lock"
@@ -135,9 +135,9 @@ class DevStack:
         self._stack = contextlib.ExitStack()
 
     def start(self) -> dict[str, Any]:
-        from efsqlite.local_lambda_api import FunctionPool, ReaderApi
-        from efsqlite.local_poller import Poller
-        from efsqlite.local_sqs import LocalSqs
+        from efsqlite.devstack.lambda_api import FunctionPool, ReaderApi
+        from efsqlite.devstack.poller import Poller
+        from efsqlite.devstack.sqs import LocalSqs
 
         options = self.options
         try:

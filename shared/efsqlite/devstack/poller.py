@@ -27,9 +27,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from efsqlite.exceptions import LocalStackError
+from efsqlite.devstack.exceptions import LocalStackError
 
-log = logging.getLogger("efsqlite.local.poller")
+log = logging.getLogger("efsqlite.devstack.stack.poller")
 
 _module_counter = itertools.count(1)
 #: ReceiveMessage's long-poll wait. Short, so a stop request is seen within about a second.

@@ -32,7 +32,7 @@ from typing import Any
 
 import apsw
 
-from efsqlite.exceptions import EfsqliteError
+from efsqlite.core.exceptions import EfsqliteError
 
 Connection = apsw.Connection
 Error = apsw.Error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from efsqlite.exceptions import RegistryError
+from efsqlite.core.exceptions import RegistryError
 
 
 def load_object(path: str) -> object:

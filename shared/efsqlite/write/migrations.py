@@ -24,9 +24,9 @@ from pathlib import Path
 
 import apsw
 
-from efsqlite.engine import Connection
-from efsqlite.exceptions import MigrationError
-from efsqlite.ledger import MIGRATIONS_TABLE, ensure_ledger, schema_version
+from efsqlite.core.engine import Connection
+from efsqlite.core.ledger import MIGRATIONS_TABLE, ensure_ledger, schema_version
+from efsqlite.write.exceptions import MigrationError
 
 _TRANSACTION_WORDS = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"}
 _FILE_RE = re.compile(r"^([0-9]{1,9})_([A-Za-z0-9_.-]+)\.sql$")

@@ -23,9 +23,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from efsqlite import engine
-from efsqlite.exceptions import EfsqliteError, ReadRequestError, WaitTimeoutError
-from efsqlite.models import message_json_schema
+from efsqlite.client.exceptions import ReadRequestError, WaitTimeoutError
+from efsqlite.core import engine
+from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.write.wire import message_json_schema
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -274,8 +275,8 @@ _OUTCOMES_SQL = (
 
 def database_status_from_file(path: Path) -> dict[str, Any]:
     """Position, schema version and outcome counts straight from a local file (read-only)."""
-    from efsqlite.connections import open_readonly_connection
-    from efsqlite.ledger import decode_position, read_position, schema_version
+    from efsqlite.core.connections import open_readonly_connection
+    from efsqlite.core.ledger import decode_position, read_position, schema_version
 
     conn = open_readonly_connection(path)
     try:
@@ -723,7 +724,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 # -- dev and schema ---------------------------------------------------------------------------
 def cmd_dev(args: argparse.Namespace) -> int:
-    from efsqlite.local import DevOptions, run_dev
+    from efsqlite.devstack.stack import DevOptions, run_dev
 
     def env_path(name: str) -> Path | None:
         value = os.environ.get(name)
@@ -782,7 +783,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from efsqlite.local import DEFAULT_LAMBDA_PORT, DEFAULT_SQS_PORT, DEFAULT_URL_PORT
+    from efsqlite.devstack.stack import DEFAULT_LAMBDA_PORT, DEFAULT_SQS_PORT, DEFAULT_URL_PORT
 
     parser = _Parser(prog="efsqlite", description=__doc__.split("\n\n")[0])
     where = _Parser(add_help=False)

@@ -1,0 +1,28 @@
+"""Errors of the write path (commands, migrations, the wire format), on the shared base."""
+
+from __future__ import annotations
+
+from efsqlite.core.exceptions import EfsqliteError
+
+
+class CommandRejectedError(EfsqliteError):
+    """Raised by a named command's handler to reject the command for good.
+
+    The writer records the rejection (type and message) and acknowledges the message, so the
+    FIFO group keeps moving. Raise it for business-rule failures that a retry cannot fix.
+    """
+
+    error_type = "CommandRejected"
+
+    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+        super().__init__(message)
+        if error_type is not None:
+            self.error_type = error_type
+
+
+class MigrationError(EfsqliteError):
+    """A migration file is malformed, was edited after it was applied, or failed to apply."""
+
+
+class MessageTooLargeError(EfsqliteError):
+    """A command or packed message does not fit in one SQS message."""
