@@ -148,12 +148,12 @@ class Stack:
         sql: str,
         params: list[Any] | None = None,
         db: str = "main",
-        min_position: str | None = None,
+        min_position: object = None,
     ) -> list[Any]:
         """Rows through the reader. Snapshot mode: pass ``min_position`` to read a write."""
         payload: dict[str, Any] = {"db": db, "sql": sql, "params": params or [], "max_rows": 1000}
         if min_position is not None:
-            payload.update(min_position=min_position, timeout_ms=10_000)
+            payload.update(min_position=str(min_position), timeout_ms=10_000)
         answer = self.invoke(payload)
         assert "error" not in answer, answer
         rows: list[Any] = answer["rows"]

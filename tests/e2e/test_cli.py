@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from efsqlite.client import Endpoints, ReadClient, WriteClient, named_command
 from efsqlite.core.engine import PINNED_VERSION
 
 from .conftest import Stack, free_port, run_cli, wait_until
@@ -130,7 +131,30 @@ def test_import_json_lines(stack: Stack, tmp_path: Path, fmt: str) -> None:
 
 
 def test_aws_mode_finds_the_dlq_from_the_redrive_policy(stack: Stack) -> None:
-    # GIVEN the CLI configured as for AWS (queue URL and function name, no endpoints file),
+    # GIVEN a database of its own with two commands applied and one rejected, settled and
+    # visible to the reader (min_position)
+    db = "aws-status"
+    writer = WriteClient(endpoints=Endpoints.from_file(stack.data_dir / "endpoints.json"))
+    sent = writer.send_many(
+        [
+            named_command(db, "add_todo", {"id": "s1", "title": "a"}),
+            named_command(db, "add_todo", {"id": "s2", "title": "b"}),
+            named_command(db, "complete_todo", {"id": "nosuch"}),
+        ]
+    )
+    last = sent[-1].sequence_number
+    ReadClient(endpoints=writer.endpoints).wait_for(sent[-1], timeout=30)
+    assert stack.rows("SELECT count(*) FROM todos", db=db, min_position=last) == [[2]]
+    # AND one message parked in the stack's DLQ (and none anywhere else), so the DLQ the CLI
+    # reports can only be that one
+    sqs = stack.sqs()
+    sqs.send_message(
+        QueueUrl=stack.endpoints["dlq_url"],
+        MessageBody="{}",
+        MessageGroupId=db,
+        MessageDeduplicationId="parked-for-status",
+    )
+    # AND the CLI configured as for AWS (queue URL and function name, no endpoints file),
     # with botocore's standard endpoint variables pointing at the local stack
     env = {
         "AWS_ENDPOINT_URL_SQS": stack.endpoints["sqs_endpoint"],
@@ -144,17 +168,42 @@ def test_aws_mode_finds_the_dlq_from_the_redrive_policy(stack: Stack) -> None:
         "status",
         "--json",
         "--db",
-        "main",
+        db,
         "--queue-url",
         stack.endpoints["queue_url"],
         "--function-name",
         stack.endpoints["reader_function"],
         extra_env=env,
     )
-    # THEN it found the DLQ through the queue's redrive policy, and the database via the reader
+    # THEN it found the DLQ through the queue's redrive policy: the stack's DLQ, empty
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["dlq"] is not None
-    assert "main" in report["databases"]
+    assert report["dlq"] == {"visible": 1, "in_flight": 0, "delayed": 0}
+    assert report["queue"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert set(report) == {"queue", "dlq", "databases", "sqlite"}
+    # AND the database, through the reader, is where the test left it
+    assert report["databases"] == {
+        db: {
+            "position": last,
+            "schema_version": 1,
+            "outcomes": {"applied": 2, "rejected": 1, "pending": 0},
+            "via": "reader",
+        }
+    }
     # AND it reports the SQLite release the reader runs (asked of the reader) and its own
     assert report["sqlite"] == {"reader": PINNED_VERSION, "cli": PINNED_VERSION}
+    sqs.purge_queue(QueueUrl=stack.endpoints["dlq_url"])
+
+
+def test_status_finds_the_stacks_dlq_url(stack: Stack) -> None:
+    # GIVEN only the queue URL (AWS mode)  WHEN the library collects the status
+    from efsqlite.client.queues import connect_sqs
+
+    _sqs, found = connect_sqs(
+        Endpoints(
+            queue_url=stack.endpoints["queue_url"],
+            sqs_endpoint=stack.endpoints["sqs_endpoint"],
+        )
+    )
+    # THEN the DLQ URL it found through the redrive policy is the stack's DLQ URL
+    assert found.dlq_url == stack.endpoints["dlq_url"]

@@ -145,4 +145,4 @@ def test_second_stack_on_the_same_folder_refuses(own_stack: Any) -> None:
     assert other.returncode == 1
     assert "already running" in other.stderr and "Traceback" not in other.stderr
     assert stack.queue_depth("queue_url") == 0
-    assert stack.invoke({"db": "main", "sql": "SELECT 1"})["error"]["type"] == "database_not_found"
+    assert stack.invoke({"db": "main", "sql": "SELECT 1"})["error"]["type"] == "DatabaseNotFound"

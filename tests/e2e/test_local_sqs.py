@@ -1,4 +1,4 @@
-"""The local SQS and poller in-process, over HTTP: what we rely on moto for, and what we fixed."""
+"""The local SQS and poller in-process, over HTTP (boto3 against our own SQS server)."""
 
 from __future__ import annotations
 
@@ -105,36 +105,38 @@ def test_dlq_after_max_receive_count(local_sqs: Any) -> None:
     assert [m["Body"] for m in _receive(client, urls.dlq_url)] == ["poison"]
 
 
-def test_journal_restores_queued_messages_with_ids_and_sequence_numbers(tmp_path: Path) -> None:
-    # GIVEN a stack that queued two messages and moved one to its DLQ, then died
+def test_queues_survive_a_restart_with_ids_sequence_numbers_and_dedup(tmp_path: Path) -> None:
+    # GIVEN a stack that queued messages, moved one to its DLQ and deleted one, then stopped
     sqs_local = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=1)
     urls = sqs_local.start()
     client = _sqs_client(sqs_local.endpoint)
     kept = _send(client, urls.queue_url, "kept", group="k")
-    _send(client, urls.queue_url, "dead", group="d")
+    dead = _send(client, urls.queue_url, "dead", group="d")
     gone = _send(client, urls.queue_url, "gone", group="x")
     for message in _receive(client, urls.queue_url):
         if message["Body"] == "gone":
             client.delete_message(QueueUrl=urls.queue_url, ReceiptHandle=message["ReceiptHandle"])
     time.sleep(1.1)
-    _receive(client, urls.queue_url)  # moves "kept" and "dead" (receive count 1) to the DLQ
-    sqs_local.journal.close()  # as a SIGKILL would leave it: no clean stop
-    sqs_local._server.stop()
+    assert _receive(client, urls.queue_url) == []  # moves "kept" and "dead" to the DLQ
+    sqs_local.stop()
     # WHEN a new stack starts on the same folder
     restarted = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=1)
     urls = restarted.start()
     try:
+        assert restarted.restored == 2
         client = _sqs_client(restarted.endpoint)
-        # THEN the DLQ holds the same messages, same ids and sequence numbers; nothing else
+        # THEN the DLQ holds the same messages (same ids, new sequence numbers there)
         moved = {m["Body"]: m for m in _receive(client, urls.dlq_url)}
         assert set(moved) == {"kept", "dead"}
         assert moved["kept"]["MessageId"] == kept["MessageId"]
-        assert moved["kept"]["Attributes"]["SequenceNumber"] == kept["SequenceNumber"]
+        assert int(moved["dead"]["Attributes"]["SequenceNumber"]) > int(dead["SequenceNumber"])
         assert _receive(client, urls.queue_url) == []
         # AND deduplication survived the restart; new sequence numbers stay above the old
-        assert _send(client, urls.queue_url, "gone", group="x")["MessageId"] == gone["MessageId"]
+        again = _send(client, urls.queue_url, "gone", group="x")
+        assert again["MessageId"] == gone["MessageId"]
+        assert again["SequenceNumber"] == gone["SequenceNumber"]
         later = _send(client, urls.queue_url, "new", group="x")
-        assert int(later["SequenceNumber"]) > int(gone["SequenceNumber"])
+        assert int(later["SequenceNumber"]) > int(moved["dead"]["Attributes"]["SequenceNumber"])
     finally:
         restarted.stop()
 
@@ -200,7 +202,7 @@ def _shape(value: Any) -> Any:
 def test_poller_builds_records_shaped_like_lambdas(local_sqs: Any) -> None:
     # GIVEN a message received from the local queue as the poller receives it
     _, urls, client = local_sqs
-    _send(client, urls.queue_url, '{"v": 1}', group="main")
+    _send(client, urls.queue_url, '{"v": 1}', group="main", dedup="v-1")
     (message,) = client.receive_message(
         QueueUrl=urls.queue_url,
         MaxNumberOfMessages=10,
@@ -240,40 +242,6 @@ def test_function_url_event_is_shaped_like_payload_format_2() -> None:
         "x-amzn-tls-version",
     }
     assert event["body"] == '{"db": "main"}' and event["isBase64Encoded"] is False
-
-
-def test_journal_is_compacted_while_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a stack whose journal is rewritten past 20 KB
-    monkeypatch.setattr("efsqlite.devstack.sqs.COMPACT_MIN_BYTES", 20_000)
-    sqs_local = LocalSqs(tmp_path, visibility_timeout=30)
-    urls = sqs_local.start()
-    client = _sqs_client(sqs_local.endpoint)
-    try:
-        # WHEN 100 messages of 1 KB go through (sent, received, deleted), and one stays queued
-        for i in range(100):
-            _send(client, urls.queue_url, "x" * 1000, group=f"g{i}", dedup=f"d{i}")
-            for message in _receive(client, urls.queue_url):
-                client.delete_message(
-                    QueueUrl=urls.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
-        kept = _send(client, urls.queue_url, "kept", group="k")
-        # THEN the file stayed small (100 KB went through it)
-        journal = tmp_path / "queue-journal.jsonl"
-        assert journal.stat().st_size < 45_000
-    finally:
-        sqs_local.stop()
-    # AND a restart finds exactly the one queued message
-    restarted = LocalSqs(tmp_path)
-    urls = restarted.start()
-    try:
-        assert restarted.restored == 1
-        client = _sqs_client(restarted.endpoint)
-        (message,) = _receive(client, urls.queue_url)
-        assert message["MessageId"] == kept["MessageId"]
-    finally:
-        restarted.stop()
 
 
 @pytest.mark.parametrize(

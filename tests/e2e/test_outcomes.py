@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from efsqlite.client import Endpoints, ReadClient, WriteClient, named_command, sql_command
+from efsqlite.core.position import Position
 
 from .conftest import Stack
 
@@ -112,7 +113,7 @@ def test_min_position_without_waiting_for_the_command(stack: Stack) -> None:
     )
     # THEN the reader waited for the writer: read-your-writes with no extra round trip
     assert result.rows == [["fresh"]]
-    assert int(result.position or 0) >= int(bookmark.sequence_number)
+    assert result.position >= Position.parse(bookmark.sequence_number)
 
 
 def test_named_query_and_function_url(stack: Stack) -> None:
@@ -161,4 +162,4 @@ def test_invoke_api_errors_look_like_lambda(stack: Stack) -> None:
     assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
     # AND a hostile query is a typed error answer, not an unhandled one
     answer = stack.invoke({"db": "main", "sql": "DELETE FROM todos"})
-    assert answer["error"]["type"] == "not_allowed"
+    assert answer["error"]["type"] == "NotAllowed"

@@ -37,15 +37,15 @@ QUERIES = [
     {"db": harness.DB, "command_id": "t-3-1"},
 ]
 PUBLIC_ERRORS = {
-    "invalid_request",
-    "not_allowed",
-    "sql_error",
-    "timeout",
-    "too_large",
-    "database_not_found",
-    "not_yet_at_position",
-    "recovering",
-    "unavailable",
+    "InvalidRequest",
+    "NotAllowed",
+    "SQLError",
+    "QueryTimeout",
+    "TooLarge",
+    "DatabaseNotFound",
+    "NotYetAtPosition",
+    "Recovering",
+    "Unavailable",
 }
 TRIALS = 500 if harness.SOAK else 100
 

@@ -66,11 +66,6 @@ CHECK_SQL = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _stack_available() -> None:
-    pytest.importorskip("moto")
-
-
 def _migrations(root: Path) -> Path:
     folder = root / "migrations"
     folder.mkdir(parents=True)
@@ -175,7 +170,7 @@ class Readers:
                 retryable = getattr(exc, "retryable", None)
                 error_type = getattr(exc, "error_type", "")
                 with self._lock:
-                    if retryable or error_type == "database_not_found":
+                    if retryable or error_type == "DatabaseNotFound":
                         self.retryable += 1
                     elif retryable is None:
                         self.down += 1  # the stack is down: no answer at all

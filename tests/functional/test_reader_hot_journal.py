@@ -83,33 +83,33 @@ def test_hot_journal_gives_recovering_or_stale_then_recovers(tmp_path: Path) -> 
     probe = make_reader(tmp_path, read_mode="direct")
     for at_sync in range(1, 9):
         assert kill_writer_mid_commit(tmp_path, at_sync) == -9
-        if journal.exists() and error_type(probe.handle(SUM)) == "recovering":
+        if journal.exists() and error_type(probe.handle(SUM)) == "Recovering":
             break
     else:
         pytest.fail("no kill point left a hot journal")
     probe.close()
     on_disk = tree_digest(tmp_path / "data")
-    # THEN direct reads answer "recovering", retryable
+    # THEN direct reads answer "Recovering", retryable
     answer = direct.handle(SUM)
-    assert error_type(answer) == "recovering" and answer["error"]["retryable"] is True
-    assert error_type(direct.handle({"db": "main", "command_id": "t-1-0"})) == "recovering"
+    assert error_type(answer) == "Recovering" and answer["error"]["retryable"] is True
+    assert error_type(direct.handle({"db": "main", "command_id": "t-1-0"})) == "Recovering"
     # AND a snapshot reader serves its last good snapshot, marked stale
     stale = snap.handle(SUM)
     assert stale["stale"] is True
     assert stale["rows"] == [[10, TOTAL]] and stale["position"] == before["position"]
     assert snap.handle({"db": "main", "command_id": "t-1-0"})["stale"] is True
-    # AND asking it for a newer position says "recovering", with the position it has
+    # AND asking it for a newer position says "Recovering", with the position it has
     ahead = str(int(before["position"]) + 1)
     waited = snap.handle(dict(SUM, min_position=ahead, timeout_ms=50))
-    assert error_type(waited) == "recovering"
+    assert error_type(waited) == "Recovering"
     assert waited["error"]["position"] == before["position"]
-    # AND a snapshot reader without a snapshot yet says "recovering"
+    # AND a snapshot reader without a snapshot yet says "Recovering"
     cold = make_reader(tmp_path, read_mode="snapshot")
-    assert error_type(cold.handle(SUM)) == "recovering"
+    assert error_type(cold.handle(SUM)) == "Recovering"
     # AND through the Function URL that is a 503 with Retry-After
     response = direct.handle(function_url_event("POST", "/query", body=SUM))
     assert response["statusCode"] == 503 and response["headers"]["retry-after"] == "1"
-    assert json.loads(response["body"])["error"]["type"] == "recovering"
+    assert json.loads(response["body"])["error"]["type"] == "Recovering"
     # AND the readers repaired nothing: the file and its hot journal are untouched
     assert tree_digest(tmp_path / "data") == on_disk
     assert journal.exists()

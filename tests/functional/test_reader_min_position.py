@@ -31,7 +31,7 @@ def test_min_position_ahead_then_caught_up(tmp_path: Path, mode: str) -> None:
     # WHEN asked for Q before the writer has applied it
     answer = reader.handle(dict(query, min_position=ahead, timeout_ms=100))
     # THEN "not yet at position", retryable, with the position the reader does have
-    assert answer["error"]["type"] == "not_yet_at_position"
+    assert answer["error"]["type"] == "NotYetAtPosition"
     assert answer["error"]["retryable"] is True
     assert answer["error"]["position"] == position
     # WHEN the writer applies Q while the same call is waiting

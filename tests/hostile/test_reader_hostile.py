@@ -53,9 +53,9 @@ SEED = [
     ('INSERT INTO "MixedCase" VALUES (7)', []),
 ]
 ERROR_TYPES = {
-    "invalid_request", "sql_error", "not_allowed", "database_not_found", "not_found",
-    "method_not_allowed", "timeout", "too_large", "not_yet_at_position", "recovering",
-    "unavailable",
+    "InvalidRequest", "SQLError", "NotAllowed", "DatabaseNotFound", "RouteNotFound",
+    "MethodNotAllowed", "QueryTimeout", "TooLarge", "NotYetAtPosition", "Recovering",
+    "Unavailable",
 }  # fmt: skip
 POSITION_SQL = "SELECT value FROM _efsqlite_state WHERE key = 'position'"
 
@@ -215,7 +215,7 @@ def test_refused_sql_is_not_allowed(app: ModuleType, world: Path, text: str) -> 
     # GIVEN SQL that reaches outside the app's own data, writes, or runs a transaction
     # WHEN it is sent  THEN the typed, non-retryable not_allowed
     answer = sql(app, text.format(target=world / "attack"))
-    assert kind(answer) == "not_allowed", answer
+    assert kind(answer) == "NotAllowed", answer
     assert answer["error"]["retryable"] is False
 
 
@@ -231,7 +231,7 @@ def test_refused_sql_changes_no_file(tmp_path: Path, mode: str) -> None:
     cwd = sorted(os.listdir(Path.cwd()))
     # WHEN every refused statement is sent
     for text in REFUSED:
-        assert kind(sql(app, text.format(target=target))) == "not_allowed"
+        assert kind(sql(app, text.format(target=target))) == "NotAllowed"
     # THEN no file was created or changed anywhere, and the data still answers
     assert tree_digest(tmp_path) == before
     assert not any(target.iterdir()) and sorted(os.listdir(Path.cwd())) == cwd
@@ -256,16 +256,16 @@ def test_introspection_tables_are_refused_compiled_in_or_not(
     # compiles it in, "no such table" otherwise
     answer = sql(app, text)
     if option in engine.compile_options():
-        assert kind(answer) == "not_allowed", answer
+        assert kind(answer) == "NotAllowed", answer
     else:
-        assert kind(answer) == "sql_error" and "no such table" in answer["error"]["message"]
+        assert kind(answer) == "SQLError" and "no such table" in answer["error"]["message"]
 
 
 def test_a_real_write_to_the_schema_table_is_refused_by_sqlite(app: ModuleType) -> None:
     # GIVEN the authorizer allows "UPDATE" of sqlite_master (a virtual table's constructor
     # declares its columns that way)  WHEN a caller really writes it  THEN SQLite says no
     answer = sql(app, "UPDATE sqlite_master SET sql = NULL")
-    assert kind(answer) == "not_allowed"
+    assert kind(answer) == "NotAllowed"
     assert "may not be modified" in answer["error"]["message"]
     # AND the virtual table whose constructor needed it still answers
     assert sql(app, "SELECT count(*) FROM docs")["rows"] == [[2]]
@@ -334,12 +334,12 @@ def test_pragma_introspection_is_case_insensitive(app: ModuleType) -> None:
 def test_the_text_of_internal_statements_gets_no_privilege(tmp_path: Path, mode: str) -> None:
     # GIVEN a reader that has run its own BEGIN, COMMIT and position query already
     writer = make_world(tmp_path)
-    app = cold_start(handler_env(tmp_path, mode, "internal"))
+    app = cold_start(handler_env(tmp_path, mode, "Internal"))
     first = sql(app, "SELECT count(*) FROM accounts")
     # WHEN a caller sends the exact text of those statements
-    assert kind(sql(app, "BEGIN")) == "not_allowed"
-    assert kind(sql(app, "COMMIT")) == "not_allowed"
-    assert kind(sql(app, "BEGIN /* efsqlite */")) == "not_allowed"
+    assert kind(sql(app, "BEGIN")) == "NotAllowed"
+    assert kind(sql(app, "COMMIT")) == "NotAllowed"
+    assert kind(sql(app, "BEGIN /* efsqlite */")) == "NotAllowed"
     raw = sql(app, POSITION_SQL)
     assert int(raw["rows"][0][0]) == int(first["position"])
     listed = sql(app, "SELECT lower(name) FROM sqlite_schema WHERE type IN ('table', 'view')")
@@ -362,7 +362,7 @@ def test_extra_functions_are_allowed_case_insensitively(tmp_path: Path) -> None:
     listed = cold_start({**env, "EFSQLITE_EXTRA_FUNCTIONS": "Other_Fn, SQLITE_COMPILEOPTION_USED"})
     probe = "SELECT sqlite_compileoption_used('ENABLE_FTS5')"
     # WHEN it is called  THEN only the reader that lists it answers
-    assert kind(sql(plain, probe)) == "not_allowed"
+    assert kind(sql(plain, probe)) == "NotAllowed"
     assert sql(listed, probe)["rows"] == [[1]]
     plain.reader.close()
     listed.reader.close()
@@ -373,7 +373,7 @@ def test_direct_mode_reads_tables_a_migration_adds(tmp_path: Path) -> None:
     make_world(tmp_path).close()
     app = cold_start(handler_env(tmp_path, "direct", "migrate"))
     assert kind(sql(app, "SELECT count(*) FROM accounts")) is None
-    assert kind(sql(app, "SELECT count(*) FROM later")) == "sql_error"
+    assert kind(sql(app, "SELECT count(*) FROM later")) == "SQLError"
     # WHEN the writer's next cold start applies a migration that adds a table
     (tmp_path / "migrations" / "0002_later.sql").write_text("CREATE TABLE later (x INTEGER);")
     writer = Writer(
@@ -389,31 +389,31 @@ def test_direct_mode_reads_tables_a_migration_adds(tmp_path: Path) -> None:
 
 # -- 2. every answer typed, for any input ----------------------------------------------------
 TYPED: list[tuple[object, str | None]] = [
-    ({"db": "main", "sql": "SELECT '\udc80'"}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT ?", "params": ["\ud800"]}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT :a", "params": {"a": "x\udfff"}}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT 1", "params": {"\udc80": 1}}, "invalid_request"),
-    ({"db": "ma\udc80in", "sql": "SELECT 1"}, "invalid_request"),
-    ({"db": "main", "command_id": "c-\udc80"}, "invalid_request"),
-    ({"db": "main", "query": "total\udc80"}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT 1", "\udc80": 1}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT 1\x00"}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT ?", "params": [2**64]}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT ?", "params": [-(2**63) - 1]}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT :a", "params": {"a": 2**100}}, "invalid_request"),
+    ({"db": "main", "sql": "SELECT '\udc80'"}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT ?", "params": ["\ud800"]}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT :a", "params": {"a": "x\udfff"}}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT 1", "params": {"\udc80": 1}}, "InvalidRequest"),
+    ({"db": "ma\udc80in", "sql": "SELECT 1"}, "InvalidRequest"),
+    ({"db": "main", "command_id": "c-\udc80"}, "InvalidRequest"),
+    ({"db": "main", "query": "total\udc80"}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT 1", "\udc80": 1}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT 1\x00"}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT ?", "params": [2**64]}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT ?", "params": [-(2**63) - 1]}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT :a", "params": {"a": 2**100}}, "InvalidRequest"),
     ({"db": "main", "sql": "SELECT ?", "params": [2**63 - 1]}, None),
     ({"db": "main", "sql": "SELECT ?", "params": ["a\x00b"]}, None),
-    ({"db": "x" * 5_000_000, "sql": "SELECT 1"}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT 1", **{f"k{i}": i for i in range(20_000)}}, "invalid_request"),
-    ({"db": "main", "sql": "SELECT CAST(x'ff' AS TEXT)"}, "sql_error"),
+    ({"db": "x" * 5_000_000, "sql": "SELECT 1"}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT 1", **{f"k{i}": i for i in range(20_000)}}, "InvalidRequest"),
+    ({"db": "main", "sql": "SELECT CAST(x'ff' AS TEXT)"}, "SQLError"),
     ({"db": "main", "sql": "SELECT length('" + "x" * 99_970 + "') AS n"}, None),
-    (None, "invalid_request"),
-    (0, "invalid_request"),
-    (1.5, "invalid_request"),
-    (True, "invalid_request"),
-    ("SELECT 1", "invalid_request"),
-    ([], "invalid_request"),
-    ([{"db": "main", "sql": "SELECT 1"}], "invalid_request"),
+    (None, "InvalidRequest"),
+    (0, "InvalidRequest"),
+    (1.5, "InvalidRequest"),
+    (True, "InvalidRequest"),
+    ("SELECT 1", "InvalidRequest"),
+    ([], "InvalidRequest"),
+    ([{"db": "main", "sql": "SELECT 1"}], "InvalidRequest"),
 ]
 
 
@@ -441,7 +441,7 @@ def test_caller_text_is_checked_before_sqlite_sees_it(
 ) -> None:
     # GIVEN text SQLite cannot take  WHEN sent  THEN refused by the request check, which says why
     answer = ask(app, payload)
-    assert kind(answer) == "invalid_request" and says in answer["error"]["message"], answer
+    assert kind(answer) == "InvalidRequest" and says in answer["error"]["message"], answer
 
 
 def test_the_authorizer_decides_by_allow_list(world: Path) -> None:
@@ -479,7 +479,7 @@ def test_named_placeholders_given_a_list_bind_by_position_even_when_warnings_are
     # THEN they bind in order of first appearance, as SQLite numbers them; too few values
     # is invalid_request, not the catch-all
     assert answer["rows"] == [[1, 2, 1]], answer
-    assert kind(short) == "invalid_request", short
+    assert kind(short) == "InvalidRequest", short
 
 
 def b64(data: bytes) -> str:
@@ -557,7 +557,7 @@ def test_a_huge_echo_is_cut_to_the_message_cap(app: ModuleType) -> None:
     # GIVEN a 5 MB database name (quoted in its error message)
     answer = ask(app, {"db": "\udc80" * 5_000_000, "sql": "SELECT 1"})
     # THEN the message is cut, and its surrogates are escaped text
-    assert kind(answer) == "invalid_request"
+    assert kind(answer) == "InvalidRequest"
     assert len(answer["error"]["message"]) <= 1000
     assert "\\udc80" in answer["error"]["message"]
 
@@ -619,7 +619,7 @@ def test_memory_hungry_queries_answer_too_large_under_the_heap_limit(
     # THEN each memory-hungry query is too_large (non-retryable), and the reader lives on
     assert limit == 16 * 1024 * 1024
     for done in answers[:-1]:
-        assert kind(done["answer"]) == "too_large", done
+        assert kind(done["answer"]) == "TooLarge", done
         assert done["answer"]["error"]["retryable"] is False
         assert "EFSQLITE_MAX_HEAP_MB" in done["answer"]["error"]["message"]
     assert answers[-1]["answer"]["rows"] == [[3]]
@@ -701,7 +701,7 @@ def test_a_first_refresh_out_of_time_is_retryable_and_leaves_no_file(
     app = cold_start(handler_env(root, "snapshot", "first"))
     elapsed, answer = timed(app, dict(COUNT, timeout_ms=1))
     # THEN unavailable (retryable) within the deadline, and no copy left behind
-    assert kind(answer) == "unavailable" and answer["error"]["retryable"] is True, answer
+    assert kind(answer) == "Unavailable" and answer["error"]["retryable"] is True, answer
     assert elapsed <= 0.001 + SLACK_S
     assert store_files(app) == []
     app.reader.close()
@@ -716,7 +716,7 @@ def test_min_position_out_of_time_is_retryable_with_the_position(big: tuple[Path
     # WHEN a 2 ms query asks for that write
     elapsed, answer = timed(app, dict(COUNT, timeout_ms=2, min_position=position))
     # THEN a retryable error naming the position it has, within the deadline
-    assert kind(answer) == "unavailable" and answer["error"]["retryable"] is True, answer
+    assert kind(answer) == "Unavailable" and answer["error"]["retryable"] is True, answer
     assert answer["error"]["position"] == first["position"]
     assert elapsed <= 0.002 + SLACK_S
     app.reader.close()
@@ -771,7 +771,7 @@ def test_a_held_lock_is_waited_for_only_until_the_deadline(tmp_path: Path, mode:
     if mode == "snapshot":
         assert answer["stale"] is True and answer["rows"] == first["rows"]
     else:
-        assert kind(answer) == "unavailable" and answer["error"]["retryable"] is True
+        assert kind(answer) == "Unavailable" and answer["error"]["retryable"] is True
     # AND once the lock is gone the configured busy timeout applies again
     assert kind(ask(app, {"db": "main", "command_id": "c-1"})) is None
     app.reader.close()

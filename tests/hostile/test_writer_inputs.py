@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from efsqlite.core import ledger
-from efsqlite.core.ledger import InvalidSequenceNumberError, encode_position
 from efsqlite.write.wire import body_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_label
@@ -494,21 +493,6 @@ def test_forged_sequence_number_is_unroutable_and_holds_its_group(
     stored = {row[4] for row in ledger_rows(data_dir)}
     assert forged["messageId"] not in stored and later["messageId"] not in stored
     assert elsewhere["messageId"] in stored
-
-
-@pytest.mark.parametrize(
-    "text", ["\u0661\u0662\u0663", "+5", " 5", "5_0", "", "1" * 41, "\u00b2", "-1"]
-)
-def test_encode_position_refuses_what_int_would_take(text: str) -> None:
-    with pytest.raises(InvalidSequenceNumberError):
-        encode_position(text)
-    assert issubclass(InvalidSequenceNumberError, ValueError)
-
-
-def test_encode_position_keeps_text_order_equal_to_numeric_order() -> None:
-    numbers = [0, 5, 10, 2**64, 18849496460467696128, 10**39]
-    encoded = [encode_position(str(n)) for n in numbers]
-    assert encoded == sorted(encoded) and all(len(e) == 40 for e in encoded)
 
 
 # -- events that are not Lambda's -------------------------------------------------------------

@@ -121,9 +121,13 @@ def test_layer_is_built_for_the_runtime(template: Template) -> None:
     layers = cfn.resources(template, "AWS::Serverless::LayerVersion")
     # WHEN it is inspected
     (layer,) = layers.values()
-    # THEN sam builds it from shared/ with python3.13 for arm64
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    # THEN sam builds it from shared/ with shared/Makefile (which chooses its contents),
+    # for python3.13 on arm64
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == "arm64"
     assert layer["Properties"]["ContentUri"].rstrip("/") == "../shared"
+    assert "build-SharedLayer:" in (cfn.TEMPLATE.parents[1] / "shared" / "Makefile").read_text()
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 

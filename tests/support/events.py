@@ -1,7 +1,8 @@
 """Lambda event builders, shaped exactly as Lambda delivers them.
 
 The SQS FIFO record shape follows the record in ``tests/events/sqs_fifo_event.json``
-(taken from the AWS Lambda developer guide's FIFO example).
+(taken from the AWS Lambda developer guide's FIFO example). Load the fixtures in
+``tests/events/`` with :func:`load_event`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,23 @@ import itertools
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:efsqlite-writes.fifo"
 _sequence = itertools.count(18849496460467696128, 1_000_000)
+#: The JSON event fixtures, each shaped exactly as Lambda delivers it.
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A fresh copy of fixture ``tests/events/<name>.json`` (``name`` without ``.json``)."""
+    if name.endswith(".json") or "/" in name or "\\" in name:
+        raise ValueError(f"pass the fixture's bare name, not {name!r}")
+    event = json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    if not isinstance(event, dict):
+        raise TypeError(f"tests/events/{name}.json is not a JSON object")
+    return event
 
 
 def next_sequence_number() -> str:

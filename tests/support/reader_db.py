@@ -18,7 +18,7 @@ from efsqlite.read.reader import Reader, ReaderSettings
 from efsqlite.write.settings import WriterSettings
 from efsqlite.write.writer import Writer
 
-from tests.support.events import sqs_event, sqs_record
+from tests.support.events import load_event, sqs_event, sqs_record
 
 MIGRATION = """
 CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER NOT NULL);
@@ -101,8 +101,7 @@ def function_url_event(
     base64_body: bool = False,
 ) -> dict[str, Any]:
     """A Function URL event, payload format 2.0, shaped as Lambda sends it."""
-    fixture = Path(__file__).parent.parent / "events" / "function_url_query.json"
-    template = json.loads(fixture.read_text())
+    template = load_event("function_url_query")
     template["rawPath"] = path
     template["requestContext"]["http"]["method"] = method
     template["requestContext"]["http"]["path"] = path

@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from efsqlite.cli import _insert, _progress_bar, format_table, main
+from efsqlite.cli import main
+from efsqlite.cli.common import format_table
+from efsqlite.cli.importer import progress_bar
+from efsqlite.client.exceptions import ImportInputError
+from efsqlite.client.importer import insert_statement
 from efsqlite.write.wire import message_json_schema
 
 
@@ -40,17 +44,21 @@ def test_user_mistakes_are_one_line_and_exit_1(
 ) -> None:
     monkeypatch.delenv("EFSQLITE_QUEUE_URL", raising=False)
     monkeypatch.delenv("EFSQLITE_ENDPOINTS", raising=False)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,title\n1,a\n")
     cases = [
         ["send", "--data-dir", str(tmp_path), "--db", "main", "--sql", "S", "--params", "{"],
         ["send", "--data-dir", str(tmp_path), "--db", "main", "--sql", "S", "--params", "3"],
         ["query", "--data-dir", str(tmp_path), "--db", "main", "SELECT 1"],
         ["import", str(tmp_path / "none.csv"), "--db", "main", "--table", "t"],
-        ["import", str(tmp_path), "--db", "main", "--table", "bad name"],
+        ["import", str(rows), "--db", "main", "--table", "bad name"],
     ]
     for argv in cases:
         assert main(argv) == 1, argv
         err = capsys.readouterr().err
         assert err.startswith("efsqlite: error: ") and err.count("\n") == 1, err
+    # the last case fails on the table name, not on the file (which exists)
+    assert "table name 'bad name' is not a plain identifier" in err
 
 
 def test_table_formatting() -> None:
@@ -61,9 +69,11 @@ def test_table_formatting() -> None:
 
 
 def test_import_statement_quotes_identifiers_and_refuses_odd_ones() -> None:
-    statement = _insert("todos", {"id": "1", "meta": {"a": 1}})
+    statement = insert_statement("todos", {"id": "1", "meta": {"a": 1}})
     assert statement["sql"] == 'INSERT INTO "todos" ("id", "meta") VALUES (?, ?)'
     assert statement["params"] == ["1", '{"a": 1}']
-    with pytest.raises(Exception, match="plain identifier"):
-        _insert("todos", {'x"); DROP TABLE t; --': 1})
-    assert "50.0%" in _progress_bar(5, 10)
+    with pytest.raises(ImportInputError, match=r"column name .* is not a plain identifier"):
+        insert_statement("todos", {'x"); DROP TABLE t; --': 1})
+    with pytest.raises(ImportInputError, match=r"table name .* is not a plain identifier"):
+        insert_statement('t"; --', {"id": 1})
+    assert "50.0%" in progress_bar(5, 10)

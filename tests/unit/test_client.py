@@ -31,6 +31,10 @@ from efsqlite.client.exceptions import (
     WaitTimeoutError,
 )
 from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.core.ledger import CommandStatus
+from efsqlite.core.position import Position
+from efsqlite.core.types import CommandState
+from efsqlite.read.answers import QueryResult, StatusAnswer
 from efsqlite.write.exceptions import MessageTooLargeError
 from efsqlite.write.wire import MAX_MESSAGE_BYTES, parse_message
 
@@ -205,18 +209,32 @@ class ScriptedLambda:
         return response
 
 
+def status_answer(command_id: str, state: CommandState, **detail: Any) -> dict[str, Any]:
+    """A status answer exactly as the reader serializes it."""
+    status = CommandStatus(command_id, state, **detail)
+    return StatusAnswer("main", status, Position(7)).to_json()
+
+
+def test_read_client_refuses_an_answer_of_another_shape() -> None:
+    # GIVEN a reader answering with a key spelled differently from the documented shape
+    scripted = ScriptedLambda([({"command": {"id": "c1", "outcome": "applied"}}, None)])
+    # WHEN the client asks for a status  THEN it says the shape is wrong, it does not guess
+    with pytest.raises(ReaderInvokeError, match="unknown shape"):
+        ReadClient(scripted, endpoints=LOCAL).command_status("c1", db="main")
+
+
 def test_read_client_maps_answers_and_errors() -> None:
     # GIVEN a reader answering a query, a typed error, then an unhandled error
     scripted = ScriptedLambda(
         [
-            ({"columns": ["a"], "rows": [[1]], "position": "5", "schema_version": 1}, None),
-            ({"error": {"type": "not_allowed", "message": "no", "retryable": False}}, None),
+            (QueryResult(["a"], [[1]], Position(5), 1).to_json(), None),
+            ({"error": {"type": "NotAllowed", "message": "no", "retryable": False}}, None),
             ({"errorType": "KeyError", "errorMessage": "x"}, "Unhandled"),
         ]
     )
     reader = ReadClient(scripted, endpoints=LOCAL)
     result = reader.query("SELECT 1", db="main", min_position=5, timeout_ms=100)
-    assert result.rows == [[1]] and result.position == "5"
+    assert result == QueryResult(["a"], [[1]], Position(5), 1)
     assert scripted.payloads[0] == {
         "db": "main",
         "sql": "SELECT 1",
@@ -224,9 +242,9 @@ def test_read_client_maps_answers_and_errors() -> None:
         "min_position": "5",
         "timeout_ms": 100,
     }
-    with pytest.raises(ReadRequestError, match="not_allowed") as caught:
+    with pytest.raises(ReadRequestError, match="NotAllowed") as caught:
         reader.query("DELETE FROM t", db="main")
-    assert caught.value.error_type == "not_allowed" and not caught.value.retryable
+    assert caught.value.error_type == "NotAllowed" and not caught.value.retryable
     with pytest.raises(ReaderInvokeError, match="KeyError"):
         reader.query("SELECT 1", db="main")
 
@@ -235,12 +253,9 @@ def test_wait_for_polls_until_settled_and_times_out() -> None:
     bookmark = Bookmark("main", "c1", "m1", "7")
     settled = ScriptedLambda(
         [
-            ({"error": {"type": "database_not_found", "message": "", "retryable": False}}, None),
-            ({"command_id": "c1", "status": "unknown"}, None),
-            (
-                {"command_id": "c1", "status": "rejected", "reason": {"type": "T", "message": "m"}},
-                None,
-            ),
+            ({"error": {"type": "DatabaseNotFound", "message": "", "retryable": False}}, None),
+            (status_answer("c1", "unknown"), None),
+            (status_answer("c1", "rejected", error_type="T", error_message="m"), None),
         ]
     )
     status = ReadClient(settled, endpoints=LOCAL).wait_for(bookmark, timeout=5, poll_s=0.001)
@@ -248,11 +263,9 @@ def test_wait_for_polls_until_settled_and_times_out() -> None:
     never = ScriptedLambda(
         [
             (
-                {
-                    "command_id": "c1",
-                    "status": "pending",
-                    "last_failure": {"type": "SchemaNotReady", "message": "later"},
-                },
+                status_answer(
+                    "c1", "pending", error_type="SchemaNotReady", error_message="later", attempts=2
+                ),
                 None,
             )
         ]

@@ -19,14 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "shared" / "efsqlite"
 
 #: Every third-party package a part may import. The engine's parts stay on the stdlib and the
-#: pinned SQLite; the write path adds pydantic; the client boto3; the local stack moto.
+#: pinned SQLite; the write path adds pydantic; the client and the local stack boto3.
 ALLOWED: dict[str, frozenset[str]] = {
     "core": frozenset({"apsw"}),
     "read": frozenset({"apsw"}),
     "write": frozenset({"apsw", "pydantic", "pydantic_core"}),
     "client": frozenset({"pydantic", "boto3", "botocore"}),
     "cli": frozenset({"boto3", "botocore"}),
-    "devstack": frozenset({"boto3", "botocore", "moto", "werkzeug"}),
+    "devstack": frozenset({"boto3", "botocore"}),
 }
 
 

@@ -79,7 +79,7 @@ def check_answer(answer: Any) -> None:
         assert set(answer["error"]) >= {"type", "message", "retryable"}
         assert answer["error"]["type"] in ERROR_TYPES
         assert isinstance(answer["error"]["retryable"], bool)
-        assert answer["error"]["type"] != "internal", answer
+        assert answer["error"]["type"] != "Internal", answer
     elif "columns" in answer:
         assert isinstance(answer["rows"], list) and isinstance(answer["truncated"], bool)
     else:

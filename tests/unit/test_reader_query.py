@@ -103,7 +103,7 @@ def test_hostile_statements_are_refused_and_change_nothing(root: Path, mode: str
     # WHEN each hostile statement is sent
     answers = {sql: ask(reader, sql) for sql in hostile(target)}
     # THEN every one is refused as not_allowed, non-retryable
-    wrong = {sql: a for sql, a in answers.items() if error_type(a) != "not_allowed"}
+    wrong = {sql: a for sql, a in answers.items() if error_type(a) != "NotAllowed"}
     assert wrong == {}
     assert all(a["error"]["retryable"] is False for a in answers.values())
     # AND no file was created or changed anywhere (data, snapshots, attack target, cwd)
@@ -160,10 +160,10 @@ def test_byte_cap_truncates_then_refuses(root: Path, mode: str) -> None:
     assert 0 < len(answer["rows"]) < 5
     assert answer["truncated"] is True
     # WHEN one row alone is over the cap  THEN too_large
-    assert error_type(ask(reader, "SELECT zeroblob(2500)")) == "too_large"
+    assert error_type(ask(reader, "SELECT zeroblob(2500)")) == "TooLarge"
     # WHEN a value is over SQLite's length limit  THEN too_large at once
-    assert error_type(ask(reader, "SELECT randomblob(2e9)")) == "too_large"
-    assert error_type(ask(reader, "SELECT length(zeroblob(100000))")) == "too_large"
+    assert error_type(ask(reader, "SELECT randomblob(2e9)")) == "TooLarge"
+    assert error_type(ask(reader, "SELECT length(zeroblob(100000))")) == "TooLarge"
     reader.close()
 
 
@@ -171,13 +171,13 @@ def test_runaway_queries_stop_at_the_deadline(reader: Reader) -> None:
     # GIVEN a recursive CTE that never ends  WHEN asked with a short timeout  THEN timeout
     runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
     answer = ask(reader, runaway, timeout_ms=100)
-    assert error_type(answer) == "timeout"
+    assert error_type(answer) == "QueryTimeout"
     assert answer["error"]["retryable"] is False
     # AND a cross join grinding away stops too
     grind = "SELECT count(*) FROM " + ", ".join(f"accounts a{i}" for i in range(8))
-    assert error_type(ask(reader, grind, timeout_ms=50)) == "timeout"
+    assert error_type(ask(reader, grind, timeout_ms=50)) == "QueryTimeout"
     # AND randomblob(2e9) is refused by the length limit
-    assert error_type(ask(reader, "SELECT randomblob(2e9)", timeout_ms=100)) == "too_large"
+    assert error_type(ask(reader, "SELECT randomblob(2e9)", timeout_ms=100)) == "TooLarge"
     # AND the connection still serves the next query
     assert ask(reader, "SELECT count(*) FROM accounts")["rows"] == [[ACCOUNTS]]
 
@@ -185,18 +185,18 @@ def test_runaway_queries_stop_at_the_deadline(reader: Reader) -> None:
 @pytest.mark.parametrize(
     ("sql", "params", "expected"),
     [
-        ("SELECT ?", [], "invalid_request"),
-        ("SELECT ?", [1, 2], "invalid_request"),
-        ("SELECT :a", {"b": 1}, "invalid_request"),
-        ("SELECT ?", [2**70], "invalid_request"),
-        ("SELECT ?", [[1]], "invalid_request"),
-        ("SELECT ?", [{"a": 1}], "invalid_request"),
-        ("SELECT :a", {"a": [1]}, "invalid_request"),
-        ("SELECT ?", "1", "invalid_request"),
-        ("SELECT ?", 1, "invalid_request"),
-        ("SELEC 1", None, "sql_error"),
-        ("SELECT nope FROM accounts", None, "sql_error"),
-        ("SELECT * FROM no_such_table", None, "sql_error"),
+        ("SELECT ?", [], "InvalidRequest"),
+        ("SELECT ?", [1, 2], "InvalidRequest"),
+        ("SELECT :a", {"b": 1}, "InvalidRequest"),
+        ("SELECT ?", [2**70], "InvalidRequest"),
+        ("SELECT ?", [[1]], "InvalidRequest"),
+        ("SELECT ?", [{"a": 1}], "InvalidRequest"),
+        ("SELECT :a", {"a": [1]}, "InvalidRequest"),
+        ("SELECT ?", "1", "InvalidRequest"),
+        ("SELECT ?", 1, "InvalidRequest"),
+        ("SELEC 1", None, "SQLError"),
+        ("SELECT nope FROM accounts", None, "SQLError"),
+        ("SELECT * FROM no_such_table", None, "SQLError"),
     ],
 )
 def test_bad_params_and_sql(reader: Reader, sql: str, params: Any, expected: str) -> None:
@@ -209,14 +209,14 @@ def test_bad_params_and_sql(reader: Reader, sql: str, params: Any, expected: str
 def test_unknown_database_and_bad_names(reader: Reader, root: Path) -> None:
     # GIVEN no database "other"  WHEN asked  THEN database_not_found, and nothing is created
     answer = reader.handle({"db": "other", "sql": "SELECT 1"})
-    assert error_type(answer) == "database_not_found"
+    assert error_type(answer) == "DatabaseNotFound"
     assert not (root / "data" / "other.sqlite").exists()
     # AND names outside [a-z0-9_-]{1,64} are invalid requests, never paths
     for db in ["../data/main", "Main", "", "x" * 65, 7, None, "main.sqlite"]:
-        assert error_type(reader.handle({"db": db, "sql": "SELECT 1"})) == "invalid_request", db
+        assert error_type(reader.handle({"db": db, "sql": "SELECT 1"})) == "InvalidRequest", db
 
 
 def test_huge_sql_is_refused(reader: Reader) -> None:
     # GIVEN a 200,000-character statement  WHEN asked  THEN invalid_request before SQLite
     huge = "SELECT " + "+".join(["1"] * 100_000)
-    assert error_type(ask(reader, huge)) == "invalid_request"
+    assert error_type(ask(reader, huge)) == "InvalidRequest"

@@ -12,7 +12,7 @@ from efsqlite.core.exceptions import RegistryError
 from efsqlite.read.queries import QueryRegistry, load_queries
 from efsqlite.read.reader import Reader
 
-from tests.support.events import FakeLambdaContext, sqs_event, sqs_record
+from tests.support.events import FakeLambdaContext, load_event, sqs_event, sqs_record
 from tests.support.reader_db import (
     TOTAL,
     function_url_event,
@@ -22,7 +22,6 @@ from tests.support.reader_db import (
     write,
 )
 
-EVENTS = Path(__file__).parent.parent / "events"
 MODES = ["snapshot", "direct"]
 
 
@@ -84,18 +83,18 @@ def error_type(answer: dict[str, Any]) -> str | None:
 def test_malformed_payloads_are_invalid_requests(reader: Reader, payload: Any) -> None:
     # GIVEN a malformed payload  WHEN invoked  THEN invalid_request, not retryable
     answer = reader.handle(payload, FakeLambdaContext())
-    assert error_type(answer) == "invalid_request", answer
+    assert error_type(answer) == "InvalidRequest", answer
     assert answer["error"]["retryable"] is False
     assert isinstance(answer["error"]["message"], str) and answer["error"]["message"]
 
 
 def test_fixture_payloads(reader: Reader) -> None:
     # GIVEN the documented direct-invoke fixture  WHEN invoked  THEN the documented answer
-    query = json.loads((EVENTS / "reader_invoke_query.json").read_text())
+    query = load_event("reader_invoke_query")
     answer = reader.handle(query, FakeLambdaContext())
     assert answer["columns"] == ["id", "name", "balance"]
     assert answer["rows"] == [[1, "acct-1", 1000]]
-    status = json.loads((EVENTS / "reader_invoke_command_status.json").read_text())
+    status = load_event("reader_invoke_command_status")
     assert reader.handle(status)["status"] == "unknown"
 
 
@@ -130,13 +129,13 @@ def test_command_status_applied_rejected_pending_unknown(tmp_path: Path, mode: s
     url = reader.handle(function_url_event("GET", f"/commands/{applied}", query={"db": "main"}))
     assert url["statusCode"] == 200
     assert json.loads(url["body"])["position"] == position
-    assert error_type(reader.handle({"db": "nope", "command_id": "c"})) == "database_not_found"
+    assert error_type(reader.handle({"db": "nope", "command_id": "c"})) == "DatabaseNotFound"
     reader.close()
 
 
 def test_function_url_query_and_status_codes(reader: Reader) -> None:
     # GIVEN the Function URL fixture event  WHEN handled  THEN 200 with a JSON body
-    event = json.loads((EVENTS / "function_url_query.json").read_text())
+    event = load_event("function_url_query")
     response = reader.handle(event, FakeLambdaContext())
     assert response["statusCode"] == 200
     assert response["headers"]["content-type"] == "application/json"
@@ -144,7 +143,7 @@ def test_function_url_query_and_status_codes(reader: Reader) -> None:
     # AND a base64 body (as Lambda sends non-text content types) works the same
     b64 = function_url_event("POST", "/query", body=json.loads(event["body"]), base64_body=True)
     assert json.loads(reader.handle(b64)["body"])["rows"] == [[1, "acct-1", 1000]]
-    fixture = json.loads((EVENTS / "function_url_command_status.json").read_text())
+    fixture = load_event("function_url_command_status")
     assert json.loads(reader.handle(fixture)["body"])["status"] == "unknown"
 
     def status(event: dict[str, Any]) -> tuple[int, str | None, dict[str, str]]:
@@ -155,37 +154,37 @@ def test_function_url_query_and_status_codes(reader: Reader) -> None:
     # WHEN callers err  THEN 4xx with the typed error
     assert status(function_url_event("POST", "/query", body="{not json"))[:2] == (
         400,
-        "invalid_request",
+        "InvalidRequest",
     )
-    assert status(function_url_event("POST", "/query"))[:2] == (400, "invalid_request")
+    assert status(function_url_event("POST", "/query"))[:2] == (400, "InvalidRequest")
     assert status(function_url_event("POST", "/query", body="%%%", base64_body=False))[0] == 400
     bad_b64 = function_url_event("POST", "/query", body="{}")
     bad_b64["isBase64Encoded"], bad_b64["body"] = True, "***"
-    assert status(bad_b64)[:2] == (400, "invalid_request")
+    assert status(bad_b64)[:2] == (400, "InvalidRequest")
     delete = {"db": "main", "sql": "DELETE FROM accounts"}
-    assert status(function_url_event("POST", "/query", body=delete))[:2] == (403, "not_allowed")
+    assert status(function_url_event("POST", "/query", body=delete))[:2] == (403, "NotAllowed")
     other = {"db": "other", "sql": "SELECT 1"}
     assert status(function_url_event("POST", "/query", body=other))[:2] == (
         404,
-        "database_not_found",
+        "DatabaseNotFound",
     )
-    assert status(function_url_event("GET", "/query"))[:2] == (405, "method_not_allowed")
-    assert status(function_url_event("POST", "/commands/c-1"))[:2] == (405, "method_not_allowed")
-    assert status(function_url_event("GET", "/nowhere"))[:2] == (404, "not_found")
-    assert status(function_url_event("GET", "/commands/c-1"))[:2] == (400, "invalid_request")
+    assert status(function_url_event("GET", "/query"))[:2] == (405, "MethodNotAllowed")
+    assert status(function_url_event("POST", "/commands/c-1"))[:2] == (405, "MethodNotAllowed")
+    assert status(function_url_event("GET", "/nowhere"))[:2] == (404, "RouteNotFound")
+    assert status(function_url_event("GET", "/commands/c-1"))[:2] == (400, "InvalidRequest")
     big = {"db": "main", "sql": "SELECT zeroblob(4000000)"}
-    assert status(function_url_event("POST", "/query", body=big))[:2] == (413, "too_large")
+    assert status(function_url_event("POST", "/query", body=big))[:2] == (413, "TooLarge")
     runaway = {
         "db": "main",
         "sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
         "SELECT max(x) FROM c",
         "timeout_ms": 50,
     }
-    assert status(function_url_event("POST", "/query", body=runaway))[:2] == (408, "timeout")
+    assert status(function_url_event("POST", "/query", body=runaway))[:2] == (408, "QueryTimeout")
     # WHEN the error is retryable  THEN 503 with Retry-After
     ahead = {"db": "main", "sql": "SELECT 1", "min_position": "9" * 39, "timeout_ms": 30}
     code, kind, headers = status(function_url_event("POST", "/query", body=ahead))
-    assert (code, kind) == (503, "not_yet_at_position")
+    assert (code, kind) == (503, "NotYetAtPosition")
     assert headers["retry-after"] == "1"
 
 
@@ -210,9 +209,9 @@ def test_named_queries_and_raw_sql_off(root: Path) -> None:
     assert got["rows"] == [[2, "acct-2", 1000]]
     assert reader.handle({"db": "main", "query": "total"})["rows"] == [[TOTAL]]
     # AND raw SQL is refused, and a named query still cannot write
-    assert error_type(reader.handle({"db": "main", "sql": "SELECT 1"})) == "not_allowed"
-    assert error_type(reader.handle({"db": "main", "query": "sneaky_write"})) == "not_allowed"
-    assert error_type(reader.handle({"db": "main", "query": "missing"})) == "invalid_request"
+    assert error_type(reader.handle({"db": "main", "sql": "SELECT 1"})) == "NotAllowed"
+    assert error_type(reader.handle({"db": "main", "query": "sneaky_write"})) == "NotAllowed"
+    assert error_type(reader.handle({"db": "main", "query": "missing"})) == "InvalidRequest"
     reader.close()
 
 
@@ -248,7 +247,7 @@ def test_lambda_context_bounds_the_wait(root: Path) -> None:
     payload = {"db": "main", "sql": "SELECT 1", "min_position": "9" * 39, "timeout_ms": 10_000}
     # WHEN invoked  THEN it gives up within the Lambda's time, with the current position
     answer = reader.handle(payload, ShortContext())
-    assert error_type(answer) == "not_yet_at_position"
+    assert error_type(answer) == "NotYetAtPosition"
     assert answer["error"]["retryable"] is True
     assert answer["error"]["position"].isdigit()
     reader.close()

@@ -177,7 +177,7 @@ def test_a_corrupt_copy_is_never_served(root: Path) -> None:
     # AND a reader with no good snapshot answers a retryable error and keeps no file
     cold = make_reader(root)
     failed = cold.handle(SUM)
-    assert failed["error"]["type"] == "unavailable" and failed["error"]["retryable"] is True
+    assert failed["error"]["type"] == "Unavailable" and failed["error"]["retryable"] is True
     assert snapshot_files(cold) == []
     cold.close()
     reader.close()
@@ -206,7 +206,7 @@ def test_unusable_snapshot_dir_is_a_retryable_error(root: Path) -> None:
     # GIVEN a snapshot dir that cannot be created (a file is in the way)
     (root / "blocked").write_text("not a folder")
     reader = make_reader(root, snapshot_dir=root / "blocked" / "snapshots")
-    # WHEN asked  THEN "unavailable", retryable, not an internal error
+    # WHEN asked  THEN "Unavailable", retryable, not an internal error
     answer = reader.handle(SUM)
-    assert answer["error"]["type"] == "unavailable" and answer["error"]["retryable"] is True
+    assert answer["error"]["type"] == "Unavailable" and answer["error"]["retryable"] is True
     reader.close()

@@ -26,7 +26,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ from efsqlite.client.exceptions import (
     SendError,
     WaitTimeoutError,
 )
+from efsqlite.core.ledger import CommandStatus as CommandStatus
+from efsqlite.core.position import Position
+from efsqlite.read import answers
+from efsqlite.read.answers import QueryResult as QueryResult
 from efsqlite.write.exceptions import MessageTooLargeError
 from efsqlite.write.wire import MAX_MESSAGE_BYTES, MAX_PACKED_COMMANDS, AnyCommand, Command
 
@@ -53,7 +57,6 @@ MAX_BATCH_ENTRIES = 10
 #: Characters SQS accepts in a MessageDeduplicationId (alphanumerics and punctuation).
 _DEDUP_OK = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
 _COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(Command)
-SETTLED_STATES = frozenset({"applied", "rejected"})
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -504,34 +507,6 @@ def _describe(exc: BaseException) -> str:
 
 
 # -- reads ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class QueryResult:
-    columns: list[str]
-    rows: list[list[Any]]
-    position: str | None
-    schema_version: int | None
-    truncated: bool = False
-    stale: bool = False
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class CommandStatus:
-    """A command's outcome as the reader reports it."""
-
-    id: str
-    db: str
-    state: str  # applied | rejected | pending | unknown
-    position: str | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def settled(self) -> bool:
-        return self.state in SETTLED_STATES
-
-
 class ReadClient:
     """Queries and command status through the reader Lambda's Invoke API."""
 
@@ -556,8 +531,9 @@ class ReadClient:
             lambda_client if lambda_client is not None else _client("lambda", endpoints, session)
         )
 
-    def invoke(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """One synchronous invoke; a typed error answer raises :class:`ReadRequestError`."""
+    def invoke(self, payload: Mapping[str, Any]) -> answers.QueryResult | answers.StatusAnswer:
+        """One synchronous invoke, decoded (:mod:`efsqlite.read.answers`); a typed error
+        answer raises :class:`ReadRequestError`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -581,16 +557,13 @@ class ReadClient:
                 f"reader failed ({response['FunctionError']}): "
                 f"{detail.get('errorType', '?')}: {detail.get('errorMessage', raw[:200])}"
             )
-        if not isinstance(answer, dict):
-            raise ReaderInvokeError(f"reader answered {type(answer).__name__}, not an object")
-        error = answer.get("error")
-        if isinstance(error, dict):
-            raise ReadRequestError(
-                str(error.get("type", "Error")),
-                str(error.get("message", "")),
-                retryable=bool(error.get("retryable", False)),
-            )
-        return answer
+        try:
+            typed = answers.decode(answer)
+        except answers.AnswerFormatError as exc:
+            raise ReaderInvokeError(f"reader answered an unknown shape: {exc}") from None
+        if isinstance(typed, answers.ErrorAnswer):
+            raise ReadRequestError(typed.error_type, typed.message, retryable=typed.retryable)
+        return typed
 
     def query(
         self,
@@ -598,7 +571,7 @@ class ReadClient:
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         *,
         db: str,
-        min_position: str | int | None = None,
+        min_position: Position | str | int | None = None,
         max_rows: int | None = None,
         timeout_ms: int | None = None,
     ) -> QueryResult:
@@ -613,7 +586,7 @@ class ReadClient:
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         *,
         db: str,
-        min_position: str | int | None = None,
+        min_position: Position | str | int | None = None,
         max_rows: int | None = None,
         timeout_ms: int | None = None,
     ) -> QueryResult:
@@ -624,31 +597,30 @@ class ReadClient:
     def _query(
         self,
         payload: dict[str, Any],
-        min_position: str | int | None,
+        min_position: Position | str | int | None,
         max_rows: int | None,
         timeout_ms: int | None,
     ) -> QueryResult:
         if min_position is not None:
-            payload["min_position"] = str(min_position)
+            # One parse: a bad bookmark fails here, typed, before any call is made.
+            payload["min_position"] = str(
+                min_position if isinstance(min_position, Position) else Position.parse(min_position)
+            )
         if max_rows is not None:
             payload["max_rows"] = max_rows
         if timeout_ms is not None:
             payload["timeout_ms"] = timeout_ms
         answer = self.invoke(payload)
-        return QueryResult(
-            columns=list(answer.get("columns") or []),
-            rows=[list(r) for r in answer.get("rows") or []],
-            position=_text_or_none(answer.get("position")),
-            schema_version=answer.get("schema_version"),
-            truncated=bool(answer.get("truncated", False)),
-            stale=bool(answer.get("stale", False)),
-            raw=answer,
-        )
+        if not isinstance(answer, QueryResult):
+            raise ReaderInvokeError("reader answered a query with a command status")
+        return answer
 
     def command_status(self, command_id: str, *, db: str) -> CommandStatus:
         """Has this command settled? ``applied``/``rejected``, ``pending`` or ``unknown``."""
         answer = self.invoke({"db": db, "command_id": command_id})
-        return _status_from_answer(command_id, db, answer)
+        if not isinstance(answer, answers.StatusAnswer) or answer.status.id != command_id:
+            raise ReaderInvokeError(f"reader did not answer the status of {command_id!r}")
+        return answer.status
 
     def wait_for(
         self, bookmark: Bookmark, timeout: float = 30.0, *, poll_s: float = 0.05
@@ -663,7 +635,7 @@ class ReadClient:
                 # The database may not exist until its first batch commits.
                 if not exc.retryable and exc.error_type not in _NOT_YET:
                     raise
-                status = CommandStatus(bookmark.id, bookmark.db, "unknown")
+                status = CommandStatus(bookmark.id, "unknown")
             if status.settled:
                 return status
             remaining = deadline - time.monotonic()
@@ -682,33 +654,4 @@ class ReadClient:
 
 
 #: Before its first batch commits a database does not exist: keep waiting.
-_NOT_YET = {"database_not_found"}
-
-
-def _text_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _status_from_answer(command_id: str, db: str, answer: Mapping[str, Any]) -> CommandStatus:
-    body: Mapping[str, Any] = answer
-    for key in ("command", "status"):
-        nested = answer.get(key)
-        if isinstance(nested, dict):
-            body = nested
-            break
-    state = body.get("state") or body.get("outcome") or body.get("status") or "unknown"
-    error = body.get("error") or body.get("reason") or body.get("last_failure")
-    error_type = body.get("error_type")
-    error_message = body.get("error_message")
-    if isinstance(error, dict):
-        error_type = error_type or error.get("type")
-        error_message = error_message or error.get("message")
-    return CommandStatus(
-        id=str(body.get("id") or body.get("command_id") or command_id),
-        db=db,
-        state=str(state),
-        position=_text_or_none(body.get("position")),
-        error_type=_text_or_none(error_type),
-        error_message=_text_or_none(error_message),
-        raw=dict(answer),
-    )
+_NOT_YET = {"DatabaseNotFound"}

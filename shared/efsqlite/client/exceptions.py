@@ -32,3 +32,15 @@ class ReaderInvokeError(EfsqliteError):
 
 class WaitTimeoutError(EfsqliteError, TimeoutError):
     """A command did not settle within the time the caller gave it."""
+
+
+class QueueError(EfsqliteError):
+    """An SQS queue could not be reached or read (counts, attributes, its ARN)."""
+
+
+class RedriveError(EfsqliteError):
+    """A redrive could not run, or SQS failed it part way (see the message for how far)."""
+
+
+class ImportInputError(EfsqliteError, ValueError):
+    """An import's input cannot become commands: no such file, a bad row, an odd identifier."""

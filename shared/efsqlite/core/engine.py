@@ -16,7 +16,7 @@ efsqlite runs apsw's amalgamation instead, pinned in ``pyproject.toml`` and in t
 - Errors are ``apsw.Error`` subclasses carrying ``result`` and ``extendedresult``;
   :func:`primary_code` and :func:`error_name` read them, whatever the subclass.
 
-DO import SQLite through this module (``from efsqlite import engine``), never ``sqlite3``.
+DO import SQLite through this module (``from efsqlite.core import engine``), never ``sqlite3``.
 DON'T open a database file with Python's ``sqlite3`` in a process that runs the engine while
 the engine may hold a lock on it: two SQLite libraries in one process keep separate POSIX
 lock bookkeeping, so one's ``close()`` drops the other's locks (sqlite.org/howtocorrupt.html,

@@ -5,10 +5,8 @@ Outcomes live in the same file and the same transaction as the writes they descr
 The ledger is what makes redelivery, a new deduplication id and a DLQ redrive safe: SQS FIFO
 deduplicates for only five minutes, and a redrive gives messages new ids.
 
-DO compare positions as big integers (SQS sequence numbers reach 128 bits).
-DON'T ``CAST`` a position to INTEGER in SQL: it overflows SQLite's 64-bit integers.
-DON'T parse a sequence number with ``int()`` or check it with ``str.isdigit()`` alone: both
-take "+5", " 5", "5_0" or Arabic-Indic digits; a position is 1 to 40 ASCII digits.
+DO read and write the settled position as a :class:`~efsqlite.core.position.Position` (its
+module has the parse, encoding and comparison rules).
 """
 
 from __future__ import annotations
@@ -17,9 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from efsqlite.core.engine import Connection
-from efsqlite.core.exceptions import EfsqliteError
-from efsqlite.core.types import Outcome
+from efsqlite.core.engine import Connection, Error
+from efsqlite.core.position import Position
+from efsqlite.core.types import CommandState, Outcome
 
 COMMANDS_TABLE = "_efsqlite_commands"
 STATE_TABLE = "_efsqlite_state"
@@ -28,10 +26,6 @@ MIGRATIONS_TABLE = "_efsqlite_migrations"
 #: Tables (and their indexes) that commands may never write.
 INTERNAL_PREFIX = "_efsqlite_"
 
-#: 128-bit sequence numbers have at most 39 decimal digits; a fixed width makes text order
-#: equal numeric order.
-POSITION_WIDTH = 40
-ZERO_POSITION = "0" * POSITION_WIDTH
 #: Bound on stored error messages and body excerpts, so a hostile body cannot bloat the ledger.
 MAX_EXCERPT_CHARS = 512
 #: Keep ``IN (...)`` look-ups under SQLite's bound-parameter limit.
@@ -70,46 +64,6 @@ CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
 """
 
 
-class InvalidSequenceNumberError(EfsqliteError, ValueError):
-    """An SQS ``SequenceNumber`` is not 1 to 40 ASCII digits (a forged or broken record)."""
-
-
-def _is_position_text(text: str) -> bool:
-    # str.isdigit() alone also takes "١٢٣" and "²"; int() also takes "+5", " 5", "5_0".
-    return 0 < len(text) <= POSITION_WIDTH and text.isascii() and text.isdigit()
-
-
-def encode_position(sequence_number: str | int) -> str:
-    """Fixed-width text form of an SQS ``SequenceNumber`` (text order == numeric order).
-
-    Only 1 to 40 ASCII digits (or a non-negative int that fits) are a sequence number;
-    anything else raises :class:`InvalidSequenceNumberError`.
-    """
-    if isinstance(sequence_number, bool) or not isinstance(sequence_number, str | int):
-        raise InvalidSequenceNumberError(
-            f"invalid sequence number: a {type(sequence_number).__name__}, not digits"
-        )
-    if isinstance(sequence_number, int):
-        if not 0 <= sequence_number < 10**POSITION_WIDTH:
-            raise InvalidSequenceNumberError("invalid sequence number: out of range")
-        return str(sequence_number).zfill(POSITION_WIDTH)
-    text = sequence_number
-    if not _is_position_text(text):
-        raise InvalidSequenceNumberError(
-            f"invalid sequence number {text[:60]!a}: it must be 1 to {POSITION_WIDTH} ASCII digits"
-        )
-    return text.zfill(POSITION_WIDTH)
-
-
-def decode_position(position: str) -> str:
-    """The public form of a stored position: the decimal sequence number without padding.
-
-    Lenient on purpose (readers call it on what the file holds): only the writer stores
-    positions, and it stores only what :func:`encode_position` accepted.
-    """
-    return position.lstrip("0") or "0"
-
-
 def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
     """A bounded prefix of ``text`` for diagnostics."""
     return text if len(text) <= limit else text[:limit] + f"...[{len(text) - limit} more]"
@@ -132,19 +86,32 @@ class LedgerEntry(NamedTuple):
     body_excerpt: str | None = None
 
 
+#: A command's states: settled ("applied", "rejected"), "pending" (it failed at least once
+#: and will be retried) or "unknown" (not seen yet: queued, in flight, or never sent).
+COMMAND_STATES: tuple[CommandState, ...] = ("applied", "rejected", "pending", "unknown")
+SETTLED_STATES: frozenset[CommandState] = frozenset({"applied", "rejected"})
+
+
 @dataclass(frozen=True, slots=True)
 class CommandStatus:
-    """What a reader says about a command id: settled, or pending with its last failure."""
+    """A command's status: settled, or pending with its last failure, or unknown.
+
+    The one type for it: the ledger reads it, the reader answers it
+    (``efsqlite.read.answers.StatusAnswer``), the client returns it.
+    """
 
     id: str
-    #: "applied" or "rejected" (settled), "pending" (it failed at least once and will be
-    #: retried), or "unknown" (not seen yet: queued, in flight, or never sent).
-    state: str
-    position: str | None = None
+    state: CommandState
+    position: Position | None = None
     error_type: str | None = None
     error_message: str | None = None
     settled_at_ms: int | None = None
     attempts: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Applied or rejected: the outcome is final."""
+        return self.state in SETTLED_STATES
 
 
 def ensure_ledger(conn: Connection) -> None:
@@ -210,18 +177,35 @@ def record_failure(
     )
 
 
-def read_position(conn: Connection) -> str:
-    """The highest settled sequence number, stored form (``ZERO_POSITION`` if none)."""
-    row = conn.execute(f"SELECT value FROM {STATE_TABLE} WHERE key = 'position'").fetchone()
-    return str(row[0]) if row else ZERO_POSITION
+def read_position(conn: Connection) -> Position:
+    """The highest settled position (``Position.ZERO`` before the first commit)."""
+    return read_state(conn)[0]
 
 
-def advance_position(conn: Connection, position: str) -> None:
-    """Raise the settled position to ``position`` (stored form); never lowers it."""
+def read_state(conn: Connection) -> tuple[Position, int]:
+    """(settled position, schema version), read by one statement so the two agree.
+
+    A file with no ledger yet (a database created but never committed to, as a reader may
+    see it) is at ``Position.ZERO``.
+    """
+    try:
+        ((stored, version),) = conn.execute(
+            f"SELECT (SELECT value FROM {STATE_TABLE} WHERE key = 'position'), "
+            "(SELECT user_version FROM pragma_user_version)"
+        ).fetchall()
+    except Error as exc:
+        if "no such table" not in str(exc):
+            raise
+        return Position.ZERO, schema_version(conn)
+    return (Position.ZERO if stored is None else Position.parse(stored)), int(str(version))
+
+
+def advance_position(conn: Connection, position: Position) -> None:
+    """Raise the settled position to ``position``; never lowers it (stored text compares)."""
     conn.execute(
         f"INSERT INTO {STATE_TABLE} (key, value) VALUES ('position', ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > value",
-        (position,),
+        (position.stored(),),
     )
 
 
@@ -249,7 +233,7 @@ def command_status(conn: Connection, command_id: str) -> CommandStatus:
         return CommandStatus(
             id=command_id,
             state=row[0],
-            position=decode_position(row[1]),
+            position=Position.parse(row[1]),
             error_type=row[2],
             error_message=row[3],
             settled_at_ms=row[4],

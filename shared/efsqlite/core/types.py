@@ -12,6 +12,8 @@ SqlParams: TypeAlias = list[SqlValue] | dict[str, SqlValue]
 #: The two outcomes a command can settle with. ``failed`` is never stored as an outcome:
 #: a failed command is retried by SQS and settles later.
 Outcome: TypeAlias = Literal["applied", "rejected"]
+#: A command's status as the ledger reports it (``efsqlite.core.ledger.COMMAND_STATES``).
+CommandState: TypeAlias = Literal["applied", "rejected", "pending", "unknown"]
 
 JournalMode: TypeAlias = Literal["DELETE", "TRUNCATE", "PERSIST"]
 ReadMode: TypeAlias = Literal["snapshot", "direct"]

@@ -2,8 +2,9 @@
 
 It long-polls batches of at most 10, hands them to the writer's real ``lambda_handler`` in an
 event shaped as Lambda shapes it, deletes what succeeded and leaves ``batchItemFailures`` (and a
-crashed batch) to the visibility timeout. FIFO group locking is moto's: ReceiveMessage does not
-return a group while one of its messages is in flight (checked in ``tests/e2e``).
+crashed batch) to the visibility timeout. FIFO group locking is the local SQS's
+(``efsqlite.devstack.sqs``): ReceiveMessage returns nothing of a group while its head message
+is in flight or waiting for redelivery (checked in ``tests/e2e``).
 
 One poller thread, like the writer's default ``ReservedConcurrentExecutions: 1``.
 
@@ -248,7 +249,7 @@ class Poller:
         messages: list[dict[str, Any]] = response.get("Messages") or []
         if not messages:
             return 0
-        # A non-empty long poll returns as soon as messages are there: this is moto's cost.
+        # A non-empty long poll returns as soon as messages are there: this is the SQS's cost.
         self.handle_batch(messages, receive_ms=(time.perf_counter() - started) * 1000)
         return len(messages)
 

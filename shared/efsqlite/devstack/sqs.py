@@ -1,331 +1,48 @@
-"""The local stack's SQS: moto's server on loopback, made honest where it differs from AWS.
+"""The local stack's SQS: a small SQS FIFO server of our own, backed by one SQLite file.
 
-moto 5.2.x keeps queues in memory and differs from SQS FIFO in ways this design depends on.
-This module runs moto's own server in this process and patches its SQS model (moto is pinned,
-see ``pyproject.toml``) so that:
+It speaks the AWS JSON 1.0 protocol exactly as boto3 (and the aws CLI) speak it: ``POST /``,
+``X-Amz-Target: AmazonSQS.<Action>``, a JSON body; answers are JSON, errors
+``{"__type": "com.amazonaws.sqs#<Shape>", "message": ...}`` with status 400 and the
+``x-amzn-query-error`` header, so boto3 reports AWS's own error codes (for example
+``AWS.SimpleQueueService.NonExistentQueue``). The query (XML) protocol is not served. The
+state lives in ``<data-dir>/sqs.sqlite`` (:mod:`efsqlite.devstack.sqs_store`).
 
-- **Sequence numbers increase.** moto draws 20 random digits per FIFO send; the writer's
-  position and every read-your-writes bookmark need them to increase within a group. Here they
-  are ``2 * 10**19 + time_ns`` (20 digits, above 2**64 like AWS's), never lower than one already
-  issued, also across restarts.
-- **Deduplication lasts five minutes.** moto only compares against messages still queued; here a
-  per-queue window of deduplication ids is kept for five minutes (and across restarts). A
-  deduplicated send answers with the original message's id and sequence number.
-- **Calls stay cheap as a queue grows.** moto recomputed message counts (reading the clock
-  through ``datetime`` per message) several times per send and per received message.
-- **Queues survive restarts and SIGKILL.** Every message that enters a queue is appended to a
-  journal (``queue-journal.jsonl`` in the data folder) before moto's answer leaves the process;
-  deletions, DLQ moves and purges are appended too. On start the journal is replayed into
-  moto, then compacted. A message whose delete was lost to a kill comes back and the writer's
-  ledger settles it as a duplicate: nothing lost, nothing applied twice.
-
-DO keep every journal write inside ``_LOCK`` together with the queue change it describes, so the
-journal order is the queue order.
-DON'T run two local stacks in one process: moto's backends are process-wide.
+DO commit an action before its answer leaves: every action is one transaction, committed in
+``QueueStore.call``, and the answer is written after. So a SIGKILL loses nothing
+acknowledged; ``--journal-fsync`` adds fsync for power loss.
+DO keep a FIFO group blocked while any of its messages is in flight or its head is not
+visible: the writer's exactly-once and ordering rest on it (moto let a group's next message
+out once the head's visibility expired; here the head is redelivered first).
+DO answer every bad request with a typed 400 (never a traceback): producers and the CLI
+branch on the error code, as they do against AWS.
+DON'T import Python's ``sqlite3`` here: SQLite comes from ``efsqlite.core.engine`` (apsw), as
+everywhere in the package (tests/unit/test_engine.py).
+DON'T share one data folder between two servers: the stack's ``dev.lock`` prevents it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
-import socket
 import threading
-import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from efsqlite.devstack.exceptions import LocalStackError
+from efsqlite.devstack.sqs_store import ACCOUNT_ID, REGION, QueueStore, SqsError
+
+__all__ = ["ACCOUNT_ID", "REGION", "STORE_NAME", "LocalSqs", "QueueUrls"]
 
 log = logging.getLogger("efsqlite.devstack.stack.sqs")
 
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
-#: SQS FIFO's deduplication interval.
-DEDUP_WINDOW_S = 300.0
-JOURNAL_NAME = "queue-journal.jsonl"
-#: The journal is rewritten while running once it reaches this size (and twice its live size).
-COMPACT_MIN_BYTES = 64 * 1024 * 1024
-_SEQUENCE_BASE = 2 * 10**19
-_LOCK = threading.RLock()
-
-
-@dataclass(slots=True)
-class _QueueState:
-    """What the journal knows about one queue."""
-
-    live: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    dedup: OrderedDict[str, tuple[str, str, float]] = field(default_factory=OrderedDict)
-
-
-class QueueJournal:
-    """Append-only record of every message entering or leaving the journaled queues."""
-
-    def __init__(self, path: Path, *, fsync: bool = False) -> None:
-        self.path = path
-        self.fsync = fsync
-        self.queues: dict[str, _QueueState] = {}
-        self.high_water = 0
-        self._fd: int | None = None
-        self._size = 0
-        self._compact_at = COMPACT_MIN_BYTES
-
-    # -- reading ------------------------------------------------------------------------------
-    def load(self) -> int:
-        """Replay the journal file into ``self.queues``; returns the number of live messages."""
-        if not self.path.exists():
-            return 0
-        with self.path.open("rb") as handle:
-            for raw in handle:
-                try:
-                    entry = json.loads(raw)
-                except ValueError:
-                    # A torn last line: the process died mid-write, before moto answered the
-                    # send, so the sender saw an error for it. Skip it.
-                    log.warning("skipping a torn journal line in %s", self.path)
-                    continue
-                self._replay(entry)
-        return sum(len(q.live) for q in self.queues.values())
-
-    def _state(self, queue: str) -> _QueueState:
-        return self.queues.setdefault(queue, _QueueState())
-
-    def _replay(self, entry: dict[str, Any]) -> None:
-        op = entry.get("op")
-        if op == "add":
-            state = self._state(entry["q"])
-            state.live[entry["mid"]] = entry
-            if entry.get("d"):
-                state.dedup[entry["d"]] = (entry["mid"], entry["seq"], entry["ts"] / 1000)
-            self.high_water = max(self.high_water, int(entry["seq"]))
-        elif op == "del":
-            self._state(entry["q"]).live.pop(entry["mid"], None)
-        elif op == "move":
-            moved = self._state(entry["from"]).live.pop(entry["mid"], None)
-            if moved is not None:
-                moved = dict(moved, q=entry["to"])
-                self._state(entry["to"]).live[entry["mid"]] = moved
-        elif op == "purge":
-            self._state(entry["q"]).live.clear()
-        elif op == "dedup":
-            self._state(entry["q"]).dedup[entry["d"]] = (entry["mid"], entry["seq"], entry["t"])
-        elif op == "hw":
-            self.high_water = max(self.high_water, int(entry["seq"]))
-
-    # -- writing ------------------------------------------------------------------------------
-    def compact_and_open(self) -> None:
-        """Rewrite the journal as its live messages (atomic rename), then open it to append.
-
-        Runs at start, and while running whenever the file has grown past ``_compact_at``.
-        """
-        now = time.time()
-        lines: list[dict[str, Any]] = [{"op": "hw", "seq": str(self.high_water)}]
-        for name, state in self.queues.items():
-            for dedup_id, (mid, seq, at) in state.dedup.items():
-                if now - at < DEDUP_WINDOW_S:
-                    lines.append(
-                        {"op": "dedup", "q": name, "d": dedup_id, "mid": mid, "seq": seq, "t": at}
-                    )
-            lines.extend(state.live.values())
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            for line in lines:
-                handle.write(_encode(line))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        self.close()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        self._size = self.path.stat().st_size
-        self._compact_at = max(COMPACT_MIN_BYTES, 2 * self._size)
-        for state in self.queues.values():
-            while state.dedup and now - next(iter(state.dedup.values()))[2] >= DEDUP_WINDOW_S:
-                state.dedup.popitem(last=False)
-
-    def append(self, entry: dict[str, Any]) -> None:
-        """Write one entry. DO call under ``_LOCK``, before the change is acknowledged."""
-        if self._fd is None:
-            return
-        # One unbuffered write(): once it returns the bytes are in the kernel, so a SIGKILL of
-        # this process cannot lose them (a power cut can, unless fsync is on).
-        data = _encode(entry)
-        os.write(self._fd, data)
-        if self.fsync:
-            os.fsync(self._fd)
-        # Keep the live view current, so the file can be rewritten without reading it back.
-        self._replay(entry)
-        self._size += len(data)
-        if self._size >= self._compact_at:
-            self.compact_and_open()
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _encode(entry: dict[str, Any]) -> bytes:
-    return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-
-
-class _Patches:
-    """moto's SQS model with our add/delete/purge around it, for the journaled queues only."""
-
-    def __init__(self) -> None:
-        self.journal: QueueJournal | None = None
-        self.queues: set[str] = set()
-        self.last_sequence = 0
-        self.installed = False
-
-    def next_sequence(self) -> str:
-        value = max(self.last_sequence + 1, _SEQUENCE_BASE + time.time_ns())
-        self.last_sequence = value
-        return str(value)
-
-
-_PATCHES = _Patches()
-
-
-def _install() -> None:
-    if _PATCHES.installed:
-        return
-    try:
-        from moto.sqs import models
-    except ImportError as exc:  # pragma: no cover - moto is a dev dependency
-        raise LocalStackError(
-            "the local stack needs moto: pip install -e '.[dev]' (moto[server,sqs])"
-        ) from exc
-    queue_cls: Any = models.Queue
-    backend_cls: Any = models.SQSBackend
-    for owner, name in ((queue_cls, "add_message"), (queue_cls, "delete_message")):
-        if not callable(getattr(owner, name, None)):
-            raise LocalStackError(f"this moto version has no {owner.__name__}.{name}; pin 5.2.x")
-    original_add = queue_cls.add_message
-    original_delete = queue_cls.delete_message
-    original_purge = backend_cls.purge_queue
-
-    def add_message(self: Any, message: Any) -> None:
-        if self.name not in _PATCHES.queues:
-            original_add(self, message)
-            return
-        _add(self, message)
-
-    def delete_message(self: Any, receipt_handle: str) -> None:
-        if self.name not in _PATCHES.queues:
-            original_delete(self, receipt_handle)
-            return
-        with _LOCK:
-            if receipt_handle in self.deleted_messages:
-                return  # deleting twice is fine, as in SQS
-            # moto rebuilt the whole message list in Python per deleted message. Received
-            # messages sit at the front of a FIFO queue: find it, then remove it in C.
-            found = next((m for m in self._messages if m.had_receipt_handle(receipt_handle)), None)
-            if found is None:
-                original_delete(self, receipt_handle)  # raises moto's ReceiptHandleIsInvalid
-                return
-            self.pending_messages.discard(found)
-            self.deleted_messages.update(found.all_receipt_handles)
-            self._messages.remove(found)  # Message has no __eq__: this is by identity
-            if _PATCHES.journal is not None:
-                _PATCHES.journal.append({"op": "del", "q": self.name, "mid": found.id})
-
-    def purge_queue(self: Any, queue_name: str) -> None:
-        with _LOCK:
-            original_purge(self, queue_name)
-            if queue_name in _PATCHES.queues and _PATCHES.journal is not None:
-                _PATCHES.journal.append({"op": "purge", "q": queue_name})
-
-    # moto reads the clock through datetime once per message per look (``visible``,
-    # ``delayed``) and recomputes every queue attribute, message counts included, for each
-    # send and each received message: O(queue length) several times per call, which is why
-    # sends slowed to about 0.8 s a batch with 500 queued. The same tests with time.time(), and
-    # the retention check without the counts, keep a call cheap at any queue length.
-    message_cls: Any = models.Message
-
-    def visible(self: Any) -> bool:
-        return bool(time.time() * 1000 > self.visible_at)  # moto keeps milliseconds
-
-    def delayed(self: Any) -> bool:
-        return bool(time.time() * 1000 < self.delayed_until)
-
-    def retained(self: Any, queue_name: str, message: Any) -> bool:
-        queue = self.get_queue(queue_name)
-        retention_s = int(queue.message_retention_period)
-        return bool(retention_s + message.sent_timestamp / 1000 > time.time())
-
-    # Per request, moto lists its own package folder to route by host, and converts attribute
-    # names from CamelCase again and again. Both are pure: cache them.
-    from moto import backends
-    from moto.core import responses
-
-    modules = tuple(backends.list_of_moto_modules())
-    backends.list_of_moto_modules = lambda: modules
-    sqs_models: Any = models
-    core_responses: Any = responses
-    to_snake = functools.lru_cache(maxsize=1024)(sqs_models.camelcase_to_underscores)
-    sqs_models.camelcase_to_underscores = to_snake
-    core_responses.camelcase_to_underscores = to_snake
-    message_cls.visible = property(visible)
-    message_cls.delayed = property(delayed)
-    backend_cls.is_message_valid_based_on_retention_period = retained
-    queue_cls.add_message = add_message
-    queue_cls.delete_message = delete_message
-    backend_cls.purge_queue = purge_queue
-    _PATCHES.installed = True
-
-
-def _add(queue: Any, message: Any) -> None:
-    """A message enters a journaled queue: a new send, or a DLQ move from the source queue."""
-    journal = _PATCHES.journal
-    with _LOCK:
-        home = getattr(message, "_efsqlite_queue", None)
-        if home is not None and home != queue.name:
-            # moto moving a message to the DLQ after maxReceiveCount: same id, no dedup.
-            message._efsqlite_queue = queue.name
-            _append_to(queue, message)
-            if journal is not None:
-                journal.append({"op": "move", "from": home, "to": queue.name, "mid": message.id})
-            return
-        state = journal._state(queue.name) if journal is not None else _QueueState()
-        now = time.time()
-        while state.dedup:
-            oldest = next(iter(state.dedup.values()))
-            if now - oldest[2] < DEDUP_WINDOW_S:
-                break
-            state.dedup.popitem(last=False)
-        dedup_id = message.deduplication_id
-        if dedup_id and dedup_id in state.dedup:
-            # Accepted but not delivered, as SQS does within the window. DO answer with the
-            # original's id and sequence number, so the sender's bookmark stays meaningful.
-            message.id, message.sequence_number, _ = state.dedup[dedup_id]
-            return
-        message.sequence_number = _PATCHES.next_sequence()
-        message._efsqlite_queue = queue.name
-        _append_to(queue, message)
-        if dedup_id:
-            state.dedup[dedup_id] = (message.id, message.sequence_number, now)
-        if journal is not None:
-            journal.append(
-                {
-                    "op": "add",
-                    "q": queue.name,
-                    "mid": message.id,
-                    "body": message.body,
-                    "g": message.group_id,
-                    "d": dedup_id,
-                    "seq": message.sequence_number,
-                    "ts": message.sent_timestamp,
-                }
-            )
-
-
-def _append_to(queue: Any, message: Any) -> None:
-    with queue._messages_lock:
-        queue._messages.append(message)
-        queue._messages_lock.notify_all()
+STORE_NAME = "sqs.sqlite"
+#: A request body above this is refused before it is read (the largest valid batch is 1 MiB
+#: of bodies plus JSON escaping).
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+_JSON = "application/x-amz-json-1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,8 +53,90 @@ class QueueUrls:
     dlq_arn: str
 
 
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses its connections
+    # DON'T let Nagle hold the body back behind the headers: with the client's delayed ACK
+    # that cost 40 ms per call.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sqs %s", format % args)
+
+    def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", _JSON)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, error: SqsError) -> None:
+        prefix = (
+            "com.amazon.coral.service" if error.shape == "InvalidAction" else "com.amazonaws.sqs"
+        )
+        fault = "Sender" if error.status < 500 else "Receiver"
+        self._answer(
+            error.status,
+            {"__type": f"{prefix}#{error.shape}", "message": error.message},
+            {"x-amzn-query-error": f"{error.query_code};{fault}"},
+        )
+
+    def do_POST(self) -> None:
+        try:
+            self._answer(200, self._dispatch(), {})
+        except SqsError as error:
+            self._error(error)
+        except Exception:  # a bug of ours: a typed 500, logged, never a traceback on the wire
+            log.exception("local SQS failed on %s", self.headers.get("X-Amz-Target"))
+            self._error(SqsError("InternalError", "internal error in the local SQS", 500))
+
+    def _dispatch(self) -> dict[str, Any]:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_REQUEST_BYTES:
+            self.close_connection = True
+            raise SqsError("InvalidParameterValue", "missing, bad or too large Content-Length")
+        raw = self.rfile.read(length)
+        target = self.headers.get("X-Amz-Target") or ""
+        service, _, action = target.partition(".")
+        if service != "AmazonSQS" or not action:
+            raise SqsError(
+                "InvalidAction",
+                "only the AWS JSON protocol is served: POST with X-Amz-Target: AmazonSQS.<Action>",
+            )
+        try:
+            params = json.loads(raw or b"{}")
+        except ValueError:
+            raise SqsError("SerializationException", "the request body is not JSON") from None
+        if not isinstance(params, dict):
+            raise SqsError("SerializationException", "the request body must be a JSON object")
+        store = self.server.store
+        if action == "ReceiveMessage":
+            return store.receive(params)
+        return store.call(action, params)
+
+    def do_GET(self) -> None:
+        self._error(SqsError("InvalidAction", "the query protocol is not served; use AWS JSON"))
+
+    do_PUT = do_DELETE = do_GET
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], store: QueueStore) -> None:
+        self.store = store
+        super().__init__(address, _Handler)
+
+
 class LocalSqs:
-    """moto's server on loopback with our FIFO queue pair, journaled in ``data_dir``."""
+    """Our SQS server on loopback with the stack's FIFO queue pair, state in ``data_dir``."""
 
     def __init__(
         self,
@@ -358,132 +157,76 @@ class LocalSqs:
         self.dlq_name = dlq_name
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
-        self.journal = QueueJournal(data_dir / JOURNAL_NAME, fsync=journal_fsync)
-        self._server: Any = None
+        self.fsync = journal_fsync
+        self.store: QueueStore | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
         self.endpoint = ""
         self.urls: QueueUrls | None = None
         self.restored = 0
 
     def start(self) -> QueueUrls:
-        """Start moto, create the queues, and put back what the journal holds."""
-        _install()
-        # Requests are logged by our poller and API, not once per HTTP call by werkzeug.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = _moto_server(self.host, self.port)
-        server.start()
-        self._server = server
-        host, port = server.get_host_and_port()
-        self.port = port
-        self.endpoint = f"http://{host}:{port}"
-        backend = _backend()
-        with _LOCK:
-            # A fresh process has no queues; in a reused process (tests) start from nothing
-            # too, so the journal is the only source of queued messages.
-            for name in (self.queue_name, self.dlq_name):
-                if name in backend.queues:
-                    backend.delete_queue(name)
-            dlq = backend.create_queue(self.dlq_name, FifoQueue="true")
-            queue = backend.create_queue(
-                self.queue_name,
-                FifoQueue="true",
-                VisibilityTimeout=str(self.visibility_timeout),
-                RedrivePolicy=json.dumps(
-                    {
-                        "deadLetterTargetArn": dlq.queue_arn,
-                        "maxReceiveCount": self.max_receive_count,
-                    }
-                ),
-            )
-            self.restored = self.journal.load()
-            for name in (self.queue_name, self.dlq_name):
-                _restore(backend.get_queue(name), self.journal._state(name))
-            _PATCHES.last_sequence = max(_PATCHES.last_sequence, self.journal.high_water)
-            _PATCHES.queues.update({self.queue_name, self.dlq_name})
-            self.journal.compact_and_open()
-            _PATCHES.journal = self.journal
-        base = f"{self.endpoint}/{ACCOUNT_ID}"
+        """Open the store, serve, and create (or reconfigure) the two queues."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if (self.data_dir / "queue-journal.jsonl").exists():
+            log.warning("ignoring queue-journal.jsonl (the old moto-based stack's queues)")
+        store = QueueStore(
+            self.data_dir / STORE_NAME, endpoint=lambda: self.endpoint, fsync=self.fsync
+        )
+        try:
+            server = _Server((self.host, self.port), store)
+        except OSError as exc:
+            store.close()
+            raise LocalStackError(
+                f"cannot serve SQS on {self.host}:{self.port}: {exc.strerror}; pass another "
+                "--sqs-port (0 picks a free one)"
+            ) from None
+        self.store, self._server = store, server
+        self.port = int(server.server_address[1])
+        self.endpoint = f"http://{self.host}:{self.port}"
+        self._ensure(self.dlq_name, {"FifoQueue": "true"})
+        policy = {
+            "deadLetterTargetArn": store.arn(self.dlq_name),
+            "maxReceiveCount": self.max_receive_count,
+        }
+        self._ensure(
+            self.queue_name,
+            {
+                "FifoQueue": "true",
+                "VisibilityTimeout": str(self.visibility_timeout),
+                "RedrivePolicy": json.dumps(policy),
+            },
+        )
+        self.restored = store.counts()
+        store.resume_tasks()
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="efsqlite-sqs", daemon=True
+        )
+        self._thread.start()
         self.urls = QueueUrls(
-            queue_url=f"{base}/{self.queue_name}",
-            queue_arn=queue.queue_arn,
-            dlq_url=f"{base}/{self.dlq_name}",
-            dlq_arn=dlq.queue_arn,
+            queue_url=store.url(self.queue_name),
+            queue_arn=store.arn(self.queue_name),
+            dlq_url=store.url(self.dlq_name),
+            dlq_arn=store.arn(self.dlq_name),
         )
         return self.urls
 
+    def _ensure(self, name: str, attributes: dict[str, str]) -> None:
+        assert self.store is not None
+        base = {"MaximumMessageSize": "1048576"}
+        try:
+            self.store.call("CreateQueue", {"QueueName": name, "Attributes": base | attributes})
+        except SqsError as exc:  # exists with other settings (flags changed): apply the flags
+            if exc.shape != "QueueNameExists":
+                raise
+            self.store.call("SetQueueAttributes", {"QueueUrl": name, "Attributes": attributes})
+
     def stop(self) -> None:
-        """Stop serving; the journal already holds every unacknowledged message."""
+        """Stop serving and close the store; everything acknowledged is already committed."""
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
-        with _LOCK:
-            _PATCHES.journal = None
-            _PATCHES.queues.difference_update({self.queue_name, self.dlq_name})
-            self.journal.close()
-
-
-def _backend() -> Any:
-    from moto.sqs.models import sqs_backends
-
-    return sqs_backends[ACCOUNT_ID][REGION]
-
-
-def _restore(queue: Any, state: _QueueState) -> None:
-    """Put journaled messages back in moto, same ids and sequence numbers, receive count 0."""
-    from moto.sqs.models import Message
-
-    for entry in state.live.values():
-        message: Any = Message(entry["mid"], entry["body"])
-        message.deduplication_id = entry.get("d")
-        message.group_id = entry.get("g")
-        message.sequence_number = entry["seq"]
-        message.mark_sent()
-        message.sent_timestamp = entry.get("ts") or message.sent_timestamp
-        message._efsqlite_queue = queue.name
-        _append_to(queue, message)
-
-
-def _moto_server(host: str, port: int) -> Any:
-    """moto's ThreadedMotoServer, but a busy port raises here instead of hanging ``start()``."""
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
-    class SyncStartMotoServer(ThreadedMotoServer):
-        def start(self) -> None:
-            # DON'T let werkzeug find a busy port: it prints two lines and calls sys.exit().
-            if port:
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        probe.bind((host, port))
-                    except OSError as exc:
-                        raise LocalStackError(
-                            f"cannot serve SQS on {host}:{port}: {exc.strerror}; pass another "
-                            "--sqs-port (0 picks a free one)"
-                        ) from None
-            try:
-                self._server = make_server(
-                    self._ip_address,
-                    self._port,
-                    DomainDispatcherApplication(create_backend_app),
-                    True,
-                    request_handler=MotoRequestHandler,
-                )
-            except OSError as exc:
-                raise LocalStackError(f"cannot serve SQS on {host}:{port}: {exc}") from exc
-            self._server_ready_event.set()
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, name="efsqlite-sqs", daemon=True
-            )
-            self._thread.start()
-
-        def stop(self) -> None:
-            super().stop()
-            if self._server is not None:
-                self._server.server_close()
-
-    return SyncStartMotoServer(ip_address=host, port=port, verbose=False)
+        if self.store is not None:
+            self.store.close()
+            self.store = None

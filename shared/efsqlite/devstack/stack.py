@@ -1,6 +1,6 @@
 """``efsqlite dev``: the whole architecture on one machine, no AWS account and no Docker.
 
-It runs, in one process: moto's SQS on loopback with the FIFO queue and its FIFO DLQ
+It runs, in one process: our SQS (SQLite-backed) on loopback with the FIFO queue and its FIFO DLQ
 (``local_sqs``), a poller that feeds the writer's real handler like Lambda's event source
 mapping (``local_poller``), and the reader's real handler behind the Lambda Invoke API and a
 Function URL (``local_lambda_api``). It writes ``<data-dir>/endpoints.json`` so clients, the CLI
@@ -161,7 +161,7 @@ class DevStack:
             urls = sqs_local.start()
             self._stack.callback(sqs_local.stop)
             if sqs_local.restored:
-                log.info("restored %d queued messages from the journal", sqs_local.restored)
+                log.info("restored %d queued messages from sqs.sqlite", sqs_local.restored)
 
             pool = FunctionPool(
                 reader_path,
@@ -286,6 +286,6 @@ def run_dev(options: DevOptions) -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
+    for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     DevStack(options).run()

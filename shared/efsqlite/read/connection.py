@@ -49,6 +49,7 @@ import apsw
 
 from efsqlite.core import engine, ledger, singlestep, sqlpolicy
 from efsqlite.core.connections import readonly_uri
+from efsqlite.core.position import Position
 from efsqlite.core.types import SqlParams
 from efsqlite.read.exceptions import (
     BusyError,
@@ -124,8 +125,12 @@ class QueryLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class QueryResult:
-    """Columns and JSON-ready rows of one query, and whether a cap cut the rows short."""
+class Rows:
+    """Columns and JSON-ready rows of one query, and whether a cap cut the rows short.
+
+    The reader adds the position and schema version to make the answer
+    (:class:`efsqlite.read.answers.QueryResult`).
+    """
 
     columns: list[str]
     rows: list[list[Any]]
@@ -377,20 +382,10 @@ class ReadConnection:
         if self.conn.in_transaction:
             self._run_internal("COMMIT")
 
-    def state(self) -> tuple[str, int]:
-        """(stored position, schema version) as this connection sees it; call inside begin()."""
+    def state(self) -> tuple[Position, int]:
+        """(settled position, schema version) as this connection sees it; call inside begin()."""
         with self._internal_mode():
-            version = self.conn.pragma("user_version")
-        try:
-            rows = self._run_internal(
-                f"SELECT value FROM {ledger.STATE_TABLE} WHERE key = 'position'"
-            )
-        except apsw.SQLError as exc:
-            if "no such table" not in str(exc):
-                raise
-            rows = []
-        position = str(rows[0][0]) if rows else ledger.ZERO_POSITION
-        return position, int(version)
+            return ledger.read_state(self.conn)
 
     def command_status(self, command_id: str) -> ledger.CommandStatus:
         """The ledger's answer for ``command_id`` (our own statements, run internal)."""
@@ -407,7 +402,7 @@ class ReadConnection:
         max_bytes: int,
         deadline: float,
         escaped: bool = False,
-    ) -> QueryResult:
+    ) -> Rows:
         """Run one caller statement under the deadline, the row cap and the byte cap.
 
         ``escaped`` counts the extra bytes of JSON-in-JSON (a Function URL body), so the
@@ -434,7 +429,7 @@ class ReadConnection:
                     truncated = True
                     break
                 rows.append(values)
-            return QueryResult(columns, rows, truncated)
+            return Rows(columns, rows, truncated)
         except _CALLER_FAILURES as exc:
             raise classify(exc) from None
         finally:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.core.exceptions import EfsqliteError, ErrorType
+from efsqlite.read.answers import ErrorAnswer
 
 #: Longest message an error body carries; longer ones are cut and marked with "...".
 MAX_MESSAGE_CHARS = 1000
@@ -33,7 +34,7 @@ def safe_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 class ReadError(EfsqliteError):
     """Base of the reader's answered errors: ``error_type`` is the public contract."""
 
-    error_type = "internal"
+    error_type: str = ErrorType.INTERNAL
     retryable = False
     http_status = 500
 
@@ -42,42 +43,40 @@ class ReadError(EfsqliteError):
         #: Extra fields merged into the error body (for example the current position).
         self.extra = extra
 
+    def answer(self) -> ErrorAnswer:
+        """The typed answer for this error (the message made safe to send)."""
+        return ErrorAnswer(self.error_type, safe_text(str(self)), self.retryable, self.extra)
+
     def body(self) -> dict[str, Any]:
-        """The ``{"error": {...}}`` answer for this error."""
-        error: dict[str, Any] = {
-            "type": self.error_type,
-            "message": safe_text(str(self)),
-            "retryable": self.retryable,
-        }
-        error.update(self.extra)
-        return {"error": error}
+        """The ``{"error": {...}}`` JSON answer for this error."""
+        return self.answer().to_json()
 
 
 class InvalidRequestError(ReadError):
     """The payload is malformed: wrong type, missing field, bad parameter count."""
 
-    error_type = "invalid_request"
+    error_type: str = ErrorType.INVALID_REQUEST
     http_status = 400
 
 
 class NotAllowedError(ReadError):
     """The SQL would write, attach, load code or run several statements: refused for good."""
 
-    error_type = "not_allowed"
+    error_type: str = ErrorType.NOT_ALLOWED
     http_status = 403
 
 
 class SqlError(ReadError):
     """SQLite refused the query (syntax, unknown table or column)."""
 
-    error_type = "sql_error"
+    error_type: str = ErrorType.SQL_ERROR
     http_status = 400
 
 
 class QueryTimeoutError(ReadError):
     """The query ran past its deadline; retrying the same query will time out again."""
 
-    error_type = "timeout"
+    error_type: str = ErrorType.QUERY_TIMEOUT
     http_status = 408
 
 
@@ -85,21 +84,21 @@ class TooLargeError(ReadError):
     """A value or the answer exceeds the byte cap (Lambda answers at most 6 MB), or the query
     needs more memory than SQLite's hard heap limit (``EFSQLITE_MAX_HEAP_MB``) allows."""
 
-    error_type = "too_large"
+    error_type: str = ErrorType.TOO_LARGE
     http_status = 413
 
 
 class DatabaseNotFoundError(ReadError):
     """No database file of that name exists (the reader never creates one)."""
 
-    error_type = "database_not_found"
+    error_type: str = ErrorType.DATABASE_NOT_FOUND
     http_status = 404
 
 
 class NotYetAtPositionError(ReadError):
     """The writer has not settled ``min_position`` within the request's timeout."""
 
-    error_type = "not_yet_at_position"
+    error_type: str = ErrorType.NOT_YET_AT_POSITION
     retryable = True
     http_status = 503
 
@@ -107,7 +106,7 @@ class NotYetAtPositionError(ReadError):
 class RecoveringError(ReadError):
     """A hot journal (writer crash mid-commit) blocks read-only opens until the writer runs."""
 
-    error_type = "recovering"
+    error_type: str = ErrorType.RECOVERING
     retryable = True
     http_status = 503
 
@@ -115,7 +114,7 @@ class RecoveringError(ReadError):
 class BusyError(ReadError):
     """The database stayed locked past the busy timeout, or an I/O error: try again."""
 
-    error_type = "unavailable"
+    error_type: str = ErrorType.UNAVAILABLE
     retryable = True
     http_status = 503
 
@@ -123,14 +122,14 @@ class BusyError(ReadError):
 class RouteNotFoundError(ReadError):
     """The Function URL path is not one the reader serves."""
 
-    error_type = "not_found"
+    error_type: str = ErrorType.ROUTE_NOT_FOUND
     http_status = 404
 
 
 class MethodNotAllowedError(ReadError):
     """The Function URL path exists but not with this HTTP method."""
 
-    error_type = "method_not_allowed"
+    error_type: str = ErrorType.METHOD_NOT_ALLOWED
     http_status = 405
 
 

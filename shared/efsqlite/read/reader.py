@@ -8,7 +8,7 @@ answer is a result or ``{"error": {"type", "message", "retryable"}}``: nothing r
 This module is on the reader's cold start, so it imports no pydantic, boto3 or powertools:
 settings are a stdlib dataclass with their own checks, logging is stdlib JSON lines.
 
-DO compare positions as Python ints (SQS sequence numbers reach 128 bits).
+DO compare positions as ``Position`` objects (SQS sequence numbers reach 128 bits).
 DO bound every wait by the request's timeout and the Lambda's remaining time: the wait for
 ``min_position``, the lock waits, the snapshot refresh and the query itself.
 DO check caller text before SQLite sees it: a lone surrogate makes binding raise
@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Self, cast
 from urllib.parse import unquote
 
-from efsqlite.core import ledger
 from efsqlite.core.connections import (
     DEFAULT_HEAP_MB,
     HEAP_MB_BOUNDS,
@@ -43,16 +42,18 @@ from efsqlite.core.connections import (
 )
 from efsqlite.core.exceptions import InvalidDatabaseNameError, InvalidSettingError
 from efsqlite.core.names import check_db_name
+from efsqlite.core.position import InvalidPositionError, Position
 from efsqlite.core.sqlpolicy import FUNCTION_NAME_PATTERN, function_allow_list, is_text
 from efsqlite.core.types import ReadMode, SqlParams, SqlValue
+from efsqlite.read.answers import QueryResult, StatusAnswer
 from efsqlite.read.connection import (
     MAX_SQL_CHARS,
     SQLITE_FAILURES,
     SQLITE_INT_MAX,
     SQLITE_INT_MIN,
     QueryLimits,
-    QueryResult,
     ReadConnection,
+    Rows,
     classify,
 )
 from efsqlite.read.exceptions import (
@@ -80,7 +81,6 @@ ANSWER_MARGIN_MS = 250
 MAX_COMMAND_ID_CHARS = 128
 #: Databases kept open (and snapshotted) per environment; the least recently used goes first.
 MAX_OPEN_DATABASES = 16
-_POSITION_RE = re.compile(r"^[0-9]{1,40}$")
 _REQUEST_KEYS = {"db", "sql", "query", "params", "max_rows", "min_position", "timeout_ms"}
 _STATUS_KEYS = {"db", "command_id"}
 _FIRST_POLL_S = 0.005
@@ -233,7 +233,7 @@ class QueryRequest:
     params: SqlParams
     max_rows: int
     timeout_ms: int
-    min_position: int | None
+    min_position: Position | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,13 +264,14 @@ def _check_int(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
-def parse_position(value: object) -> int:
-    """A position from a request: a decimal string (as SQS returns it) or a non-negative int."""
-    if isinstance(value, str) and _POSITION_RE.fullmatch(value):
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**40:
-        return value
-    raise InvalidRequestError("'min_position' must be a decimal sequence number, like '18849…'")
+def parse_position(value: object) -> Position:
+    """A ``min_position`` from a request: decimal text (as SQS writes it) or an int."""
+    try:
+        return Position.parse(value)
+    except InvalidPositionError:
+        raise InvalidRequestError(
+            "'min_position' must be a decimal sequence number, like '18849…'"
+        ) from None
 
 
 def _check_scalar(where: str, value: object) -> SqlValue:
@@ -471,7 +472,7 @@ class Reader:
             stale = snap.ensure_fresh(request.min_position, deadline)
             current = snap.current
             assert current is not None
-            if request.min_position is None or int(current.position) >= request.min_position:
+            if request.min_position is None or current.position >= request.min_position:
                 break
             poll = self._wait(
                 deadline,
@@ -500,7 +501,7 @@ class Reader:
                 conn.begin(deadline)
                 try:
                     position, version = conn.state()
-                    if request.min_position is None or int(position) >= request.min_position:
+                    if request.min_position is None or position >= request.min_position:
                         result = conn.query(
                             request.sql,
                             request.params,
@@ -523,8 +524,8 @@ class Reader:
         self,
         deadline: float,
         poll: float,
-        position: str,
-        wanted: int,
+        position: Position,
+        wanted: Position,
         *,
         source_unreadable: ReadError | None = None,
     ) -> float:
@@ -537,21 +538,20 @@ class Reader:
             if isinstance(source_unreadable, SnapshotDeadlineError):
                 raise BusyError(
                     f"a fresh copy of the database did not finish in time; the last good copy "
-                    f"is at position {ledger.decode_position(position)}, not yet {wanted}; "
+                    f"is at position {position!s}, not yet {wanted}; "
                     "retry, with a longer timeout_ms",
-                    position=ledger.decode_position(position),
+                    position=str(position),
                 )
             if source_unreadable is not None:
                 raise RecoveringError(
                     f"the database cannot be read right now (a hot journal or a held lock); "
-                    f"the last good copy is at position {ledger.decode_position(position)}, "
+                    f"the last good copy is at position {position!s}, "
                     f"not yet {wanted}",
-                    position=ledger.decode_position(position),
+                    position=str(position),
                 )
             raise NotYetAtPositionError(
-                f"the writer has settled position {ledger.decode_position(position)}, not yet "
-                f"{wanted}; retry later",
-                position=ledger.decode_position(position),
+                f"the writer has settled position {position!s}, not yet {wanted}; retry later",
+                position=str(position),
             )
         self._sleep(min(poll, remaining))
         return min(poll * 2, _MAX_POLL_S)
@@ -580,24 +580,7 @@ class Reader:
                     conn.end()
             except SQLITE_FAILURES as exc:
                 raise classify(exc) from None
-        answer: dict[str, Any] = {
-            "db": request.db,
-            "command_id": request.command_id,
-            "status": found.state,
-            "current_position": ledger.decode_position(position),
-            "stale": stale,
-        }
-        if found.position is not None:
-            answer["position"] = found.position
-        if found.state == "rejected":
-            answer["reason"] = {"type": found.error_type, "message": found.error_message}
-        elif found.state == "pending":
-            answer["last_failure"] = {
-                "type": found.error_type,
-                "message": found.error_message,
-                "attempts": found.attempts,
-            }
-        return answer
+        return StatusAnswer(request.db, found, position, stale=stale).to_json()
 
     # -- per-database state -----------------------------------------------------------------
     def _source_path(self, db: str) -> Path:
@@ -666,16 +649,11 @@ class Reader:
 
 
 # -- Function URL helpers --------------------------------------------------------------------
-def _answer(result: QueryResult, position: str, version: int, *, stale: bool) -> dict[str, Any]:
-    """The query answer every entry shape returns (position in its public form)."""
-    return {
-        "columns": result.columns,
-        "rows": result.rows,
-        "position": ledger.decode_position(position),
-        "schema_version": version,
-        "truncated": result.truncated,
-        "stale": stale,
-    }
+def _answer(rows: Rows, position: Position, version: int, *, stale: bool) -> dict[str, Any]:
+    """The JSON query answer every entry shape returns."""
+    return QueryResult(
+        rows.columns, rows.rows, position, version, truncated=rows.truncated, stale=stale
+    ).to_json()
 
 
 def _is_function_url(event: object) -> bool:
@@ -727,7 +705,7 @@ def _error_classes() -> list[type[ReadError]]:
 
 
 _STATUS_BY_TYPE = {cls.error_type: cls.http_status for cls in _error_classes()}
-_STATUS_BY_TYPE["internal"] = 500
+_STATUS_BY_TYPE["Internal"] = 500
 
 
 def _log(level: str, fields: dict[str, Any], *, exc_info: bool = False) -> None:

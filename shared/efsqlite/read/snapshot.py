@@ -41,6 +41,7 @@ import apsw
 
 from efsqlite.core import ledger
 from efsqlite.core.connections import open_readonly_connection
+from efsqlite.core.position import Position
 from efsqlite.read.connection import (
     PROGRESS_STEPS,
     SQLITE_FAILURES,
@@ -169,7 +170,7 @@ class Snapshot:
 
     reader: ReadConnection
     path: Path
-    position: str
+    position: Position
     schema_version: int
 
 
@@ -227,10 +228,10 @@ class DatabaseSnapshot:
         )
         return conn
 
-    def source_state(self, deadline: float = math.inf) -> tuple[str, int]:
-        """(stored position, schema version) of the EFS file now. Raises :class:`ReadError`."""
+    def source_state(self, deadline: float = math.inf) -> tuple[Position, int]:
+        """(settled position, schema version) of the EFS file now. Raises :class:`ReadError`."""
         try:
-            return _read_state(self._bound_source_busy(deadline))
+            return ledger.read_state(self._bound_source_busy(deadline))
         except SQLITE_FAILURES as exc:
             self._drop_source_unless_recovering(exc)
             raise _classify_source(exc) from None
@@ -239,13 +240,13 @@ class DatabaseSnapshot:
         if getattr(exc, "extendedresult", None) != SQLITE_READONLY_ROLLBACK:
             self._drop_source()
 
-    def command_status(self, command_id: str) -> tuple[ledger.CommandStatus, str]:
+    def command_status(self, command_id: str) -> tuple[ledger.CommandStatus, Position]:
         """The command's outcome and the position, read from the source (fresh)."""
         conn = self._bound_source_busy(math.inf)  # the configured busy timeout again
         try:
             conn.execute("BEGIN")
             try:
-                position, _ = _read_state(conn)
+                position, _ = ledger.read_state(conn)
                 return command_status_or_unknown(conn, command_id), position
             finally:
                 conn.execute("COMMIT")
@@ -254,7 +255,9 @@ class DatabaseSnapshot:
             raise _classify_source(exc) from None
 
     # -- freshness --------------------------------------------------------------------------
-    def ensure_fresh(self, min_position: int | None = None, deadline: float = math.inf) -> bool:
+    def ensure_fresh(
+        self, min_position: Position | None = None, deadline: float = math.inf
+    ) -> bool:
         """Refresh if the source moved; returns True when serving a stale snapshot.
 
         The source is checked at most every ``max_staleness_s``, and always when
@@ -270,14 +273,14 @@ class DatabaseSnapshot:
         if (
             current is not None
             and now - self.last_check < self.max_staleness_s
-            and (min_position is None or int(current.position) >= min_position)
+            and (min_position is None or current.position >= min_position)
         ):
             return False
         try:
             state = self.source_state(deadline)
             if current is None or state != (current.position, current.schema_version):
                 can_serve_stale = current is not None and (
-                    min_position is None or int(current.position) >= min_position
+                    min_position is None or current.position >= min_position
                 )
                 budget = deadline
                 if can_serve_stale and deadline != math.inf:
@@ -308,7 +311,7 @@ class DatabaseSnapshot:
             source.execute("BEGIN")
             try:
                 # The read transaction pins one state: the copy and its position agree.
-                expected = _read_state(source)
+                expected = ledger.read_state(source)
                 _copy(source, target, deadline)
             finally:
                 source.execute("COMMIT")
@@ -319,7 +322,7 @@ class DatabaseSnapshot:
             rows = target.execute("PRAGMA quick_check").fetchall()
             target.set_progress_handler(None)
             check = rows[0][0] if rows else None
-            got = _read_state(target)
+            got = ledger.read_state(target)
             if check != "ok" or got != expected:
                 raise SnapshotError(
                     f"snapshot of {self.db!r} failed its check ({check!r}, {got} != {expected})"
@@ -383,17 +386,3 @@ def _copy(source: apsw.Connection, target: apsw.Connection, deadline: float) -> 
                 raise _OutOfTimeError
     finally:
         backup.finish()
-
-
-def _read_state(conn: apsw.Connection) -> tuple[str, int]:
-    try:
-        (row,) = conn.execute(
-            f"SELECT (SELECT value FROM {ledger.STATE_TABLE} WHERE key = 'position'), "
-            "(SELECT user_version FROM pragma_user_version)"
-        ).fetchall()
-    except apsw.SQLError as exc:
-        if "no such table" not in str(exc):
-            raise
-        return ledger.ZERO_POSITION, ledger.schema_version(conn)
-    position = str(row[0]) if row[0] is not None else ledger.ZERO_POSITION
-    return position, int(str(row[1]))

@@ -49,8 +49,9 @@ import apsw
 from pydantic import TypeAdapter, ValidationError
 
 from efsqlite.core import engine, ledger
-from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.core.exceptions import EfsqliteError, ErrorType
 from efsqlite.core.ledger import LedgerEntry
+from efsqlite.core.position import Position
 from efsqlite.core.sqlpolicy import (
     MODULE_PRAGMAS,
     SCHEMA_TABLES,
@@ -264,7 +265,7 @@ class _Segment:
 
     entries: list[LedgerEntry] = field(default_factory=list)
     settled: list[str] = field(default_factory=list)
-    top_position: str | None = None
+    top_position: Position | None = None
     applied: int = 0
     duplicates: int = 0
     rejections: list[Rejection] = field(default_factory=list)
@@ -297,7 +298,7 @@ class _Run:
 
     def settle(self, index: int) -> None:
         self.segment.settled.append(self.records[index].message_id)
-        self.segment.top_position = ledger.encode_position(self.records[index].sequence_number)
+        self.segment.top_position = Position.parse(self.records[index].sequence_number)
 
     def rewind(self) -> None:
         """The transaction since the last commit is gone: forget what it did."""
@@ -313,7 +314,7 @@ class _Run:
         result.duplicates += seg.duplicates
         result.rejections.extend(seg.rejections)
         if seg.top_position is not None:
-            result.position = ledger.decode_position(seg.top_position)
+            result.position = str(seg.top_position)
         result.commits += 1
         self.segment = _Segment()
         self.start = next_start
@@ -335,17 +336,17 @@ def classify_sqlite_error(exc: Exception) -> tuple[str, bool]:
     """
     code = engine.primary_code(exc)
     if code is None or isinstance(exc, apsw.BindingsError):
-        return ("InvalidStatement", False)
+        return (ErrorType.INVALID_STATEMENT, False)
     if code in _TRANSIENT_CODES:
         return (engine.error_name(exc), True)
     if code in _RESOURCE_CODES:
-        return ("ResourceLimit", False)
+        return (ErrorType.RESOURCE_LIMIT, False)
     # A denied function is SQLITE_ERROR "not authorized to use function: ...".
     if code == apsw.SQLITE_AUTH or str(exc).startswith("not authorized"):
-        return ("NotAllowed", False)
+        return (ErrorType.NOT_ALLOWED, False)
     if code == apsw.SQLITE_CONSTRAINT:
-        return ("ConstraintViolation", False)
-    return ("SQLError", False)
+        return (ErrorType.CONSTRAINT_VIOLATION, False)
+    return (ErrorType.SQL_ERROR, False)
 
 
 class Applier:
@@ -417,7 +418,7 @@ class Applier:
                     # with the culprit settled as rejected (and committed at once).
                     run.rewind()
                     if lost.command_id in run.forced:
-                        return run.fail_rest("TransactionLost", str(lost))
+                        return run.fail_rest(ErrorType.TRANSACTION_LOST, str(lost))
                     run.forced[lost.command_id] = _Rejection(lost.error_type, str(lost))
                     try:
                         conn.execute("BEGIN IMMEDIATE")
@@ -429,7 +430,7 @@ class Applier:
                     # the rest go back to SQS.
                     run.rewind()
                     if run.stop_at is not None or lost.at is None:
-                        return run.fail_rest("DeadlineReached", str(lost))
+                        return run.fail_rest(ErrorType.DEADLINE_REACHED, str(lost))
                     run.stop_at = lost.at
                     guard.deadline += REPLAY_GRACE_S
                     try:
@@ -553,7 +554,7 @@ class Applier:
         if first is not None and not isinstance(first, _BadBody) and first.db != db:
             return _BadBody(
                 id=_id_from_body(record),
-                error_type="WrongMessageGroup",
+                error_type=ErrorType.WRONG_MESSAGE_GROUP,
                 message=(
                     f"message group {db!r} does not match the body's db {first.db!r}; "
                     "send with MessageGroupId equal to db"
@@ -675,14 +676,16 @@ class Applier:
     def _precheck(self, command: AnyCommand, version: int) -> _Rejection | None:
         if command.expect_schema is not None and command.expect_schema > version:
             raise _CommandFailedError(
-                "SchemaNotReady",
+                ErrorType.SCHEMA_NOT_READY,
                 f"command {command.id!r} expects schema version {command.expect_schema} but the "
                 f"database is at {version}; it is retried until migrations catch up",
                 batch_fatal=False,
                 command_id=command.id,
             )
         if isinstance(command, StatementsCommand) and not self.allow_raw_statements:
-            return _Rejection("NotAllowed", "raw statements are turned off; use a named command")
+            return _Rejection(
+                ErrorType.NOT_ALLOWED, "raw statements are turned off; use a named command"
+            )
         return None
 
     def _execute(self, conn: apsw.Connection, db: str, command: AnyCommand, version: int) -> None:
@@ -732,19 +735,25 @@ class Applier:
         except (UnicodeEncodeError, OverflowError) as exc:
             # A value SQLite cannot bind (a lone surrogate, an int beyond 64 bits): the
             # command's own input, so the same answer on every retry.
-            kind = "InvalidParams" if isinstance(command, StatementsCommand) else "InvalidArgs"
+            kind = (
+                ErrorType.INVALID_PARAMS
+                if isinstance(command, StatementsCommand)
+                else ErrorType.INVALID_ARGS
+            )
             return self._undo(conn, command.id, _Rejection(kind, f"{type(exc).__name__}: {exc}"))
         except (ValueError, TypeError) as exc:
             if isinstance(command, StatementsCommand):
-                return self._undo(conn, command.id, _Rejection("InvalidParams", str(exc)))
+                return self._undo(conn, command.id, _Rejection(ErrorType.INVALID_PARAMS, str(exc)))
             self._undo(conn, command.id, None)
-            raise _failed_for(command.id, "HandlerError", repr(exc)) from exc
+            raise _failed_for(command.id, ErrorType.HANDLER_ERROR, repr(exc)) from exc
         except Exception as exc:
             # A bug in a named command's handler: the system cannot decide, so retry / DLQ.
             if not conn.in_transaction:
-                raise _CommandFailedError("HandlerError", repr(exc), batch_fatal=True) from exc
+                raise _CommandFailedError(
+                    ErrorType.HANDLER_ERROR, repr(exc), batch_fatal=True
+                ) from exc
             self._undo(conn, command.id, None)
-            raise _failed_for(command.id, "HandlerError", repr(exc)) from exc
+            raise _failed_for(command.id, ErrorType.HANDLER_ERROR, repr(exc)) from exc
         conn.execute(_RELEASE_SQL)
         return None
 
@@ -754,13 +763,15 @@ class Applier:
         spec = self.registry.get(command.command)
         if spec is None:
             raise _CommandRejectedSignalError(
-                _Rejection("UnknownCommand", f"no named command {command.command!r} is registered")
+                _Rejection(
+                    ErrorType.UNKNOWN_COMMAND, f"no named command {command.command!r} is registered"
+                )
             )
         try:
             args = spec.args_model.model_validate(command.args)
         except ValidationError as exc:
             raise _CommandRejectedSignalError(
-                _Rejection("InvalidArgs", f"{command.command}: {_summarize(exc)}")
+                _Rejection(ErrorType.INVALID_ARGS, f"{command.command}: {_summarize(exc)}")
             ) from None
         spec.handler(CommandContext(conn, db, command.id, version), args)
 
@@ -770,7 +781,9 @@ class Applier:
         if not conn.in_transaction:
             if rejection is None:
                 raise _CommandFailedError(
-                    "TransactionLost", "the transaction ended under a command", batch_fatal=True
+                    ErrorType.TRANSACTION_LOST,
+                    "the transaction ended under a command",
+                    batch_fatal=True,
                 )
             raise _TransactionLostError(command_id, rejection.error_type, rejection.message)
         conn.execute(_ROLLBACK_TO_SQL)
@@ -784,7 +797,7 @@ class _RedoOneByOneError(EfsqliteError):
 
 def _budget_rejection(command_id: str, budget: int) -> _Rejection:
     return _Rejection(
-        "ResourceLimit",
+        ErrorType.RESOURCE_LIMIT,
         f"command {command_id!r} used up its work budget of {budget:,} SQLite VM steps "
         "(EFSQLITE_COMMAND_STEP_BUDGET)",
     )
@@ -792,7 +805,7 @@ def _budget_rejection(command_id: str, budget: int) -> _Rejection:
 
 def _memory_rejection(command_id: str) -> _Rejection:
     return _Rejection(
-        "ResourceLimit",
+        ErrorType.RESOURCE_LIMIT,
         f"command {command_id!r} needed more memory than SQLite's heap limit "
         "(EFSQLITE_MAX_HEAP_MB)",
     )
@@ -800,7 +813,7 @@ def _memory_rejection(command_id: str) -> _Rejection:
 
 def _out_of_time() -> _CommandFailedError:
     return _CommandFailedError(
-        "DeadlineReached",
+        ErrorType.DEADLINE_REACHED,
         "the invocation ran short of time; the rest of the batch is handed back to SQS",
         batch_fatal=False,
     )
@@ -826,8 +839,10 @@ def _fast_path_lost(
         rejection = _memory_rejection(culprit)
         return _TransactionLostError(culprit, rejection.error_type, rejection.message)
     if isinstance(exc, UnicodeEncodeError | OverflowError):
-        return _TransactionLostError(culprit, "InvalidArgs", f"{type(exc).__name__}: {exc}")
-    return _CommandFailedError("HandlerError", repr(exc), batch_fatal=True)
+        return _TransactionLostError(
+            culprit, ErrorType.INVALID_ARGS, f"{type(exc).__name__}: {exc}"
+        )
+    return _CommandFailedError(ErrorType.HANDLER_ERROR, repr(exc), batch_fatal=True)
 
 
 class _CommandRejectedSignalError(EfsqliteError):
@@ -849,7 +864,7 @@ class _BadBody:
         is_json = not any(e["type"] == "json_invalid" for e in exc.errors())
         return cls(
             id=_id_from_body(record) if is_json else f"message:{record.message_id}",
-            error_type="InvalidMessage" if is_json else "UnparseableBody",
+            error_type=ErrorType.INVALID_MESSAGE if is_json else ErrorType.UNPARSEABLE_BODY,
             message=_summarize(exc),
         )
 
@@ -945,7 +960,7 @@ def _parse_elements(record: IncomingRecord, db: str) -> list[AnyCommand | _BadBo
             items.append(
                 _BadBody(
                     id=claimed if usable and isinstance(claimed, str) else fallback,
-                    error_type="InvalidMessage",
+                    error_type=ErrorType.INVALID_MESSAGE,
                     message=f"commands[{index}]: {message}",
                 )
             )
@@ -954,7 +969,7 @@ def _parse_elements(record: IncomingRecord, db: str) -> list[AnyCommand | _BadBo
             items.append(
                 _BadBody(
                     id=command.id,
-                    error_type="WrongDatabase",
+                    error_type=ErrorType.WRONG_DATABASE,
                     message=f"commands[{index}].db is {command.db!r} but the envelope's is {db!r}",
                 )
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from efsqlite.core.exceptions import EfsqliteError
+from efsqlite.core.exceptions import EfsqliteError, ErrorType
 
 
 class CommandRejectedError(EfsqliteError):
@@ -12,7 +12,7 @@ class CommandRejectedError(EfsqliteError):
     FIFO group keeps moving. Raise it for business-rule failures that a retry cannot fix.
     """
 
-    error_type = "CommandRejected"
+    error_type: str = ErrorType.COMMAND_REJECTED
 
     def __init__(self, message: str, *, error_type: str | None = None) -> None:
         super().__init__(message)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from efsqlite.core import engine
 from efsqlite.core.connections import database_path, open_writer_connection, set_hard_heap_limit
-from efsqlite.core.exceptions import EfsqliteError, InvalidDatabaseNameError
-from efsqlite.core.ledger import InvalidSequenceNumberError, encode_position, excerpt
+from efsqlite.core.exceptions import EfsqliteError, ErrorType, InvalidDatabaseNameError
+from efsqlite.core.ledger import excerpt
 from efsqlite.core.names import DB_NAME_PATTERN, check_db_name
+from efsqlite.core.position import InvalidPositionError, Position
 from efsqlite.core.sqlpolicy import is_text
 from efsqlite.write.apply import Applier, BatchResult, IncomingRecord
 from efsqlite.write.commands import CommandRegistry, load_registry
@@ -121,8 +122,8 @@ def record_from_event(raw: object) -> IncomingRecord:
             " (a record without one does not come from a FIFO queue)"
         )
     try:
-        encode_position(sequence_number)
-    except InvalidSequenceNumberError as exc:
+        Position.parse(sequence_number)
+    except InvalidPositionError as exc:
         raise refuse(str(exc)) from None
     try:
         if group_key is None:
@@ -333,7 +334,7 @@ class Writer:
                     BatchResult(
                         db=db,
                         failed=[r.message_id for r in batch],
-                        failure_type="WriterError",
+                        failure_type=ErrorType.WRITER_ERROR,
                         failure_message=excerpt(trace, 2000),
                     )
                 )

@@ -1,0 +1,102 @@
+"""``efsqlite status``: queue and DLQ counts, each database's position, schema and outcomes,
+the SQLite releases; or, with ``--command ID``, one command's outcome.
+
+The facts come from :mod:`efsqlite.client.status`; this module only prints them.
+DON'T change the shape of ``--json``: scripts and the e2e suite read it
+(``StatusReport.as_dict()`` is that shape).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from efsqlite.cli.common import (
+    EXIT_REJECTED,
+    UsageError,
+    endpoints,
+    format_table,
+    print_json,
+    read_client,
+    session,
+)
+
+
+def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
+    status = commands.add_parser("status", parents=[where], help="queues and databases")
+    status.add_argument("--db", action="append", help="database to report (repeatable)")
+    status.add_argument(
+        "--command", dest="command_id", help="report one command's outcome (with one --db)"
+    )
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=run)
+
+
+def _command_status(args: argparse.Namespace) -> int:
+    if not args.db or len(args.db) != 1:
+        raise UsageError("--command needs exactly one --db")
+    db = args.db[0]
+    status = read_client(args).command_status(args.command_id, db=db)
+    answer = {
+        "db": db,
+        "id": status.id,
+        "state": status.state,
+        "position": status.position,
+        "error_type": status.error_type,
+        "error_message": status.error_message,
+    }
+    if args.json:
+        print_json(answer)
+    else:
+        line = f"{status.id} on {db}: {status.state}"
+        if status.position:
+            line += f" at position {status.position}"
+        if status.error_type:
+            line += f" ({status.error_type}: {status.error_message})"
+        print(line)
+    return EXIT_REJECTED if status.state == "rejected" else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command_id:
+        return _command_status(args)
+    from efsqlite.client.status import collect_status
+
+    report = collect_status(endpoints(args), databases=args.db, session=session(args))
+    if args.json:
+        print_json(report.as_dict())
+        return 0
+    print(
+        f"sqlite {report.sqlite.reader or '?'} (reader and writer: one layer), "
+        f"{report.sqlite.local} (this CLI)"
+    )
+    for label, counts in (("queue", report.queue), ("dlq", report.dlq)):
+        if counts is None:
+            print(f"{label:<6} (unknown: pass --{'dlq-url' if label == 'dlq' else 'queue-url'})")
+        else:
+            print(
+                f"{label:<6} {counts.visible} queued, {counts.in_flight} in flight, "
+                f"{counts.delayed} delayed"
+            )
+    rows: list[list[Any]] = []
+    for db, info in report.databases.items():
+        if info.error is not None:
+            rows.append([db, "?", "?", "?", "?", "?", info.error])
+            continue
+        rows.append(
+            [
+                db,
+                info.position,
+                info.schema_version,
+                info.count("applied"),
+                info.count("rejected"),
+                info.count("pending"),
+                "",
+            ]
+        )
+    if rows:
+        columns = ["database", "position", "schema", "applied", "rejected", "pending", "note"]
+        print(format_table(columns, rows))
+    else:
+        print("no databases yet (pass --db NAME to ask about one)")
+    return 0

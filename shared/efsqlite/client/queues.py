@@ -1,0 +1,99 @@
+"""The queue and its DLQ as operations see them: message counts, ARNs, the redrive policy.
+
+Shared by :mod:`efsqlite.client.status` and :mod:`efsqlite.client.redrive`; every function
+takes a boto3 SQS client, so callers bring their own credentials (``connect_sqs`` builds one
+from :class:`~efsqlite.client.Endpoints` the way the rest of the library does).
+
+DO find the DLQ through the queue's ``RedrivePolicy`` when only the queue URL is known: it is
+the one SQS redrives to, whatever the stack's naming. DON'T guess it from the queue's name.
+DO treat counts as approximate: SQS's ``ApproximateNumberOf*`` attributes lag by seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from efsqlite.client import Endpoints, _client, _describe
+from efsqlite.client.exceptions import QueueError
+
+COUNT_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """A queue's approximate message counts."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+    @property
+    def held(self) -> int:
+        """Messages the queue holds and may deliver again: visible plus in flight."""
+        return self.visible + self.in_flight
+
+    def as_dict(self) -> dict[str, int]:
+        """The JSON form ``efsqlite status --json`` prints."""
+        return {"visible": self.visible, "in_flight": self.in_flight, "delayed": self.delayed}
+
+
+def queue_counts(sqs: Any, url: str | None) -> QueueCounts | None:
+    """The counts of the queue at ``url`` (``None`` when no URL is known).
+
+    Raises :class:`~efsqlite.client.exceptions.QueueError` if SQS cannot be reached.
+    """
+    if not url:
+        return None
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(COUNT_ATTRIBUTES))[
+            "Attributes"
+        ]
+    except (BotoCoreError, ClientError) as exc:
+        raise QueueError(f"cannot reach the queue {url}: {_describe(exc)}") from None
+    return QueueCounts(
+        visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+        in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+    )
+
+
+def queue_arn(sqs: Any, url: str) -> str:
+    """The ARN of the queue at ``url`` (botocore errors propagate)."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+def find_dlq_url(sqs: Any, queue_url: str) -> str | None:
+    """The DLQ's URL from the queue's ``RedrivePolicy``; ``None`` if it has none (or SQS
+    cannot say)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+        policy = json.loads(attributes["Attributes"]["RedrivePolicy"])
+        arn = str(policy["deadLetterTargetArn"])
+        account, name = arn.split(":")[4], arn.split(":")[5]
+        found = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+        return str(found["QueueUrl"])
+    except (BotoCoreError, ClientError, KeyError, ValueError, IndexError):
+        return None
+
+
+def connect_sqs(endpoints: Endpoints, session: Any | None = None) -> tuple[Any, Endpoints]:
+    """An SQS client for ``endpoints``, and the endpoints with ``dlq_url`` filled in from the
+    queue's redrive policy when only the queue URL was given."""
+    sqs = _client("sqs", endpoints, session)
+    if endpoints.queue_url and not endpoints.dlq_url:
+        dlq_url = find_dlq_url(sqs, endpoints.queue_url)
+        if dlq_url:
+            endpoints = dataclasses.replace(endpoints, dlq_url=dlq_url)
+    return sqs, endpoints

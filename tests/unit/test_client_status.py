@@ -1,0 +1,106 @@
+"""Status from a reader (scripted) and from a local file; the JSON shape ``status --json``
+prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from efsqlite.client.exceptions import ReadRequestError
+from efsqlite.client.queues import QueueCounts
+from efsqlite.client.status import (
+    OUTCOMES_SQL,
+    DatabaseStatus,
+    SqliteVersions,
+    StatusReport,
+    database_status,
+    database_status_from_file,
+    reader_sqlite_version,
+)
+from efsqlite.core import engine
+
+
+class Answer:
+    def __init__(self, rows: list[list[Any]], position: str = "7", schema: int = 2) -> None:
+        self.rows, self.position, self.schema_version = rows, position, schema
+
+
+class ScriptedReader:
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str]] = []
+
+    def query(self, sql: str, *, db: str) -> Answer:
+        self.asked.append((sql, db))
+        answer = self.answers[sql]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+
+def test_database_status_through_the_reader() -> None:
+    reader: Any = ScriptedReader({OUTCOMES_SQL: Answer([["applied", 3], ["pending", 1]])})
+    status = database_status(reader, "main")
+    assert status == DatabaseStatus("7", 2, {"applied": 3, "pending": 1}, "reader")
+    assert status.count("applied") == 3 and status.count("rejected") == 0
+    assert reader.asked == [(OUTCOMES_SQL, "main")]
+
+
+def test_a_refused_database_is_an_error_entry_not_an_exception(tmp_path: Path) -> None:
+    refused = ReadRequestError("DatabaseNotFound", "no database named 'x'")
+    reader: Any = ScriptedReader({OUTCOMES_SQL: refused})
+    status = database_status(reader, "x", tmp_path / "x.sqlite")
+    assert not status.ok and status.as_dict() == {
+        "error": "DatabaseNotFound: no database named 'x'"
+    }
+    # a local file that is not a database: the engine's error, named
+    (tmp_path / "x.sqlite").write_bytes(b"not a database" * 100)
+    broken = database_status(reader, "x", tmp_path / "x.sqlite")
+    assert broken.error == "NotADBError: file is not a database"
+
+
+def test_database_status_from_a_file_with_a_ledger(tmp_path: Path) -> None:
+    from efsqlite.core.ledger import ensure_ledger
+
+    path = tmp_path / "main.sqlite"
+    conn = engine.Connection(str(path))
+    ensure_ledger(conn)
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    status = database_status_from_file(path)
+    assert status == DatabaseStatus("0", 3, {"pending": 0}, "file")
+
+
+def test_reader_sqlite_version_is_none_when_the_reader_refuses() -> None:
+    reader: Any = ScriptedReader({"SELECT sqlite_version()": Answer([["3.54.1"]])})
+    assert reader_sqlite_version(reader, "main") == "3.54.1"
+    refusing: Any = ScriptedReader({"SELECT sqlite_version()": ReadRequestError("E", "no")})
+    assert reader_sqlite_version(refusing, "main") is None
+
+
+def test_the_report_keeps_the_status_json_shape() -> None:
+    report = StatusReport(
+        queue=QueueCounts(1, 2, 3),
+        dlq=None,
+        databases={
+            "main": DatabaseStatus("7", 2, {"applied": 1}, "reader"),
+            "x": DatabaseStatus(error="E: no"),
+        },
+        sqlite=SqliteVersions(local="3.54.1", reader=None),
+    )
+    assert report.as_dict() == {
+        "queue": {"visible": 1, "in_flight": 2, "delayed": 3},
+        "dlq": None,
+        "databases": {
+            "main": {
+                "position": "7",
+                "schema_version": 2,
+                "outcomes": {"applied": 1},
+                "via": "reader",
+            },
+            "x": {"error": "E: no"},
+        },
+        "sqlite": {"cli": "3.54.1", "reader": None},
+    }
+    assert list(report.as_dict()) == ["queue", "dlq", "databases", "sqlite"]
+    assert QueueCounts(1, 2, 3).held == 3
