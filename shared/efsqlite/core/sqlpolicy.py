@@ -94,6 +94,9 @@ SCHEMA_TABLES: frozenset[str] = frozenset(
 #: reads ``data_version`` to notice other connections' writes).
 MODULE_PRAGMAS: frozenset[str] = frozenset({"data_version"})
 
+#: Longest SQL text a caller may send, writer and reader alike (characters).
+MAX_SQL_CHARS = 100_000
+
 
 def is_text(value: str) -> bool:
     """True if ``value`` is Unicode text (no lone surrogate): what SQLite can bind.

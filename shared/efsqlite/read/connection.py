@@ -63,9 +63,9 @@ from efsqlite.read.exceptions import (
 )
 
 #: Extended result code of a read-only open that finds a hot journal it may not roll back.
-SQLITE_READONLY_ROLLBACK = 776
+SQLITE_READONLY_ROLLBACK = apsw.SQLITE_READONLY_ROLLBACK
 #: SQL text longer than this is refused before SQLite sees it.
-MAX_SQL_CHARS = 100_000
+MAX_SQL_CHARS = sqlpolicy.MAX_SQL_CHARS
 #: SQLite VM instructions between two deadline checks (a few microseconds of work).
 PROGRESS_STEPS = 1000
 #: JSON overhead of the answer's envelope (keys, position, flags), counted against the cap.

@@ -123,12 +123,11 @@ class IncomingRecord:
     body: str
     sequence_number: str
     group_id: str
-    receive_count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A command this batch settled as rejected, and why."""
+    """A command settled (or to be settled) as rejected, and why: the one type for it."""
 
     id: str
     error_type: str
@@ -185,12 +184,6 @@ class _TransactionLostError(EfsqliteError):
         super().__init__(message)
         self.command_id = command_id
         self.error_type = error_type
-
-
-@dataclass(frozen=True, slots=True)
-class _Rejection:
-    error_type: str
-    message: str
 
 
 class _Guard:
@@ -285,7 +278,7 @@ class _Run:
     had_failures: bool
     now_ms: int
     result: BatchResult
-    forced: dict[str, _Rejection] = field(default_factory=dict)
+    forced: dict[str, Rejection] = field(default_factory=dict)
     segment: _Segment = field(default_factory=_Segment)
     #: Where the transaction since the last commit began: (record index, command index).
     start: tuple[int, int] = (0, 0)
@@ -419,7 +412,9 @@ class Applier:
                     run.rewind()
                     if lost.command_id in run.forced:
                         return run.fail_rest(ErrorType.TRANSACTION_LOST, str(lost))
-                    run.forced[lost.command_id] = _Rejection(lost.error_type, str(lost))
+                    run.forced[lost.command_id] = Rejection(
+                        lost.command_id, lost.error_type, str(lost)
+                    )
                     try:
                         conn.execute("BEGIN IMMEDIATE")
                     except engine.SQL_ERRORS as exc:
@@ -666,14 +661,14 @@ class Applier:
                 record.sequence_number,
                 record.message_id,
                 rejection.error_type,
-                ledger.excerpt(rejection.message),
+                ledger.excerpt(rejection.error_message),
             )
-            seg.rejections.append(Rejection(command.id, rejection.error_type, rejection.message))
+            seg.rejections.append(rejection)
         run.remember(command.id, entry.outcome)
         seg.entries.append(entry)
         return forced is not None
 
-    def _precheck(self, command: AnyCommand, version: int) -> _Rejection | None:
+    def _precheck(self, command: AnyCommand, version: int) -> Rejection | None:
         if command.expect_schema is not None and command.expect_schema > version:
             raise _CommandFailedError(
                 ErrorType.SCHEMA_NOT_READY,
@@ -683,8 +678,10 @@ class Applier:
                 command_id=command.id,
             )
         if isinstance(command, StatementsCommand) and not self.allow_raw_statements:
-            return _Rejection(
-                ErrorType.NOT_ALLOWED, "raw statements are turned off; use a named command"
+            return Rejection(
+                command.id,
+                ErrorType.NOT_ALLOWED,
+                "raw statements are turned off; use a named command",
             )
         return None
 
@@ -698,7 +695,7 @@ class Applier:
         else:
             self._run_named(conn, db, command, version)
 
-    def _run(self, conn: apsw.Connection, run: _Run, command: AnyCommand) -> _Rejection | None:
+    def _run(self, conn: apsw.Connection, run: _Run, command: AnyCommand) -> Rejection | None:
         guard = run.guard
         conn.execute(_SAVEPOINT_SQL)
         guard.start()
@@ -710,7 +707,7 @@ class Applier:
         except _CommandRejectedSignalError as exc:
             return self._undo(conn, command.id, exc.rejection)
         except CommandRejectedError as exc:
-            return self._undo(conn, command.id, _Rejection(exc.error_type, str(exc)))
+            return self._undo(conn, command.id, Rejection(command.id, exc.error_type, str(exc)))
         except engine.SQL_ERRORS as exc:
             tripped = guard.tripped
             if tripped == "budget":
@@ -727,7 +724,7 @@ class Applier:
                     raise _CommandFailedError(error_type, str(exc), batch_fatal=True) from exc
                 self._undo(conn, command.id, None)
                 raise _failed_for(command.id, error_type, str(exc)) from exc
-            return self._undo(conn, command.id, _Rejection(error_type, str(exc)))
+            return self._undo(conn, command.id, Rejection(command.id, error_type, str(exc)))
         except MemoryError:
             # Python ran out of memory building a value for SQLite (SQLite's own SQLITE_NOMEM
             # is ResourceLimit above): the command would need as much on every retry.
@@ -740,10 +737,14 @@ class Applier:
                 if isinstance(command, StatementsCommand)
                 else ErrorType.INVALID_ARGS
             )
-            return self._undo(conn, command.id, _Rejection(kind, f"{type(exc).__name__}: {exc}"))
+            return self._undo(
+                conn, command.id, Rejection(command.id, kind, f"{type(exc).__name__}: {exc}")
+            )
         except (ValueError, TypeError) as exc:
             if isinstance(command, StatementsCommand):
-                return self._undo(conn, command.id, _Rejection(ErrorType.INVALID_PARAMS, str(exc)))
+                return self._undo(
+                    conn, command.id, Rejection(command.id, ErrorType.INVALID_PARAMS, str(exc))
+                )
             self._undo(conn, command.id, None)
             raise _failed_for(command.id, ErrorType.HANDLER_ERROR, repr(exc)) from exc
         except Exception as exc:
@@ -763,21 +764,25 @@ class Applier:
         spec = self.registry.get(command.command)
         if spec is None:
             raise _CommandRejectedSignalError(
-                _Rejection(
-                    ErrorType.UNKNOWN_COMMAND, f"no named command {command.command!r} is registered"
+                Rejection(
+                    command.id,
+                    ErrorType.UNKNOWN_COMMAND,
+                    f"no named command {command.command!r} is registered",
                 )
             )
         try:
             args = spec.args_model.model_validate(command.args)
         except ValidationError as exc:
             raise _CommandRejectedSignalError(
-                _Rejection(ErrorType.INVALID_ARGS, f"{command.command}: {_summarize(exc)}")
+                Rejection(
+                    command.id, ErrorType.INVALID_ARGS, f"{command.command}: {_summarize(exc)}"
+                )
             ) from None
         spec.handler(CommandContext(conn, db, command.id, version), args)
 
     def _undo(
-        self, conn: apsw.Connection, command_id: str, rejection: _Rejection | None
-    ) -> _Rejection | None:
+        self, conn: apsw.Connection, command_id: str, rejection: Rejection | None
+    ) -> Rejection | None:
         if not conn.in_transaction:
             if rejection is None:
                 raise _CommandFailedError(
@@ -785,7 +790,7 @@ class Applier:
                     "the transaction ended under a command",
                     batch_fatal=True,
                 )
-            raise _TransactionLostError(command_id, rejection.error_type, rejection.message)
+            raise _TransactionLostError(command_id, rejection.error_type, rejection.error_message)
         conn.execute(_ROLLBACK_TO_SQL)
         conn.execute(_RELEASE_SQL)
         return rejection
@@ -795,16 +800,18 @@ class _RedoOneByOneError(EfsqliteError):
     """Leave the packed fast path and replay the message one command at a time."""
 
 
-def _budget_rejection(command_id: str, budget: int) -> _Rejection:
-    return _Rejection(
+def _budget_rejection(command_id: str, budget: int) -> Rejection:
+    return Rejection(
+        command_id,
         ErrorType.RESOURCE_LIMIT,
         f"command {command_id!r} used up its work budget of {budget:,} SQLite VM steps "
         "(EFSQLITE_COMMAND_STEP_BUDGET)",
     )
 
 
-def _memory_rejection(command_id: str) -> _Rejection:
-    return _Rejection(
+def _memory_rejection(command_id: str) -> Rejection:
+    return Rejection(
+        command_id,
         ErrorType.RESOURCE_LIMIT,
         f"command {command_id!r} needed more memory than SQLite's heap limit "
         "(EFSQLITE_MAX_HEAP_MB)",
@@ -825,7 +832,7 @@ def _fast_path_lost(
     """Classify an error that ended the transaction while on the packed fast path."""
     if guard.tripped == "budget":
         rejection = _budget_rejection(culprit, guard.budget)
-        return _TransactionLostError(culprit, rejection.error_type, rejection.message)
+        return _TransactionLostError(culprit, rejection.error_type, rejection.error_message)
     if guard.tripped == "deadline":
         return _DeadlineLostError(index)
     if isinstance(exc, engine.SQL_ERRORS):
@@ -837,7 +844,7 @@ def _fast_path_lost(
         return _TransactionLostError(culprit, exc.error_type, str(exc))
     if isinstance(exc, MemoryError):
         rejection = _memory_rejection(culprit)
-        return _TransactionLostError(culprit, rejection.error_type, rejection.message)
+        return _TransactionLostError(culprit, rejection.error_type, rejection.error_message)
     if isinstance(exc, UnicodeEncodeError | OverflowError):
         return _TransactionLostError(
             culprit, ErrorType.INVALID_ARGS, f"{type(exc).__name__}: {exc}"
@@ -846,8 +853,8 @@ def _fast_path_lost(
 
 
 class _CommandRejectedSignalError(EfsqliteError):
-    def __init__(self, rejection: _Rejection) -> None:
-        super().__init__(rejection.message)
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.error_message)
         self.rejection = rejection
 
 

@@ -45,14 +45,14 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from efsqlite.core.names import DB_NAME_PATTERN
-from efsqlite.core.sqlpolicy import is_text
+from efsqlite.core.sqlpolicy import MAX_SQL_CHARS, is_text
 
 WIRE_VERSION = 1
 #: SQS's largest message body (the queue's ``MaximumMessageSize`` must be raised to it).
 MAX_MESSAGE_BYTES = 1_048_576
 COMMAND_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 MAX_ID_LENGTH = 128
-MAX_SQL_LENGTH = 100_000
+MAX_SQL_LENGTH = MAX_SQL_CHARS
 MAX_STATEMENTS = 1000
 MAX_PACKED_COMMANDS = 10_000
 #: SQLite's INTEGER range: a JSON integer outside it cannot be bound, so it is refused.

@@ -145,7 +145,6 @@ def record_from_event(raw: object) -> IncomingRecord:
         body=body_text(body),
         sequence_number=sequence_number,
         group_id=group_key,
-        receive_count=int(count),
     )
 
 
