@@ -43,7 +43,8 @@ for extra in (REPO, REPO / "shared"):
 from efsqlite.core import engine  # noqa: E402
 from efsqlite.core.connections import open_readonly_connection  # noqa: E402
 from efsqlite.read.connection import QueryLimits  # noqa: E402
-from efsqlite.read.reader import Reader, ReaderSettings  # noqa: E402
+from efsqlite.read.reader import Reader  # noqa: E402
+from efsqlite.read.settings import ReaderSettings  # noqa: E402
 from efsqlite.read.snapshot import DatabaseSnapshot, SnapshotStore, _read_state  # noqa: E402
 from efsqlite.write.settings import WriterSettings  # noqa: E402
 from efsqlite.write.writer import Writer  # noqa: E402

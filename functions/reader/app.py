@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from efsqlite.read.reader import Reader, ReaderSettings
+from efsqlite.read.reader import Reader
+from efsqlite.read.settings import ReaderSettings
 
 settings = ReaderSettings.from_env()
 reader = Reader(settings)

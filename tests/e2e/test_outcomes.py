@@ -41,6 +41,17 @@ def test_rejected_command_is_reported_and_the_group_keeps_moving(stack: Stack) -
     shown = stack.cli("status", "--db", "main", "--command", "rej-1")
     assert shown.returncode == 3, shown.stderr
     assert "rejected" in shown.stdout and "NotFound" in shown.stdout
+    as_json = stack.cli("status", "--db", "main", "--command", "rej-1", "--json")
+    assert as_json.returncode == 3, as_json.stderr
+    assert json.loads(as_json.stdout) == {
+        "db": "main",
+        "id": "rej-1",
+        "state": "rejected",
+        "position": str(bad_status.position),
+        "error_type": "NotFound",
+        "error_message": bad_status.error_message,
+        "attempts": None,
+    }
     # AND `send --wait` of a refused command says so on one line and exits 3
     sent = stack.cli(
         "send",

@@ -27,7 +27,7 @@ import pytest
 from efsqlite.core import engine
 from efsqlite.core.exceptions import InvalidSettingError
 from efsqlite.core.sqlpolicy import BUILTIN_FUNCTIONS
-from efsqlite.read.reader import ReaderSettings
+from efsqlite.read.settings import ReaderSettings
 from efsqlite.write.settings import WriterSettings
 from efsqlite.write.writer import Writer
 from hypothesis import HealthCheck, given, settings

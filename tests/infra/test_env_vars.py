@@ -37,7 +37,7 @@ class SettingsModel(Protocol):
 
 
 def reader_settings() -> type[SettingsModel]:
-    module = importlib.import_module("efsqlite.read.reader")
+    module = importlib.import_module("efsqlite.read.settings")
     settings: type[SettingsModel] = module.ReaderSettings
     return settings
 

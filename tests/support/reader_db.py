@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from efsqlite.read.reader import Reader, ReaderSettings
+from efsqlite.read.reader import Reader
+from efsqlite.read.settings import ReaderSettings
 from efsqlite.write.settings import WriterSettings
 from efsqlite.write.writer import Writer
 

@@ -193,6 +193,19 @@ def test_endpoints_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert resolve_endpoints(data_dir=tmp_path).queue_url == "https://env/q.fifo"
 
 
+def test_a_client_without_its_endpoint_says_where_it_looked(tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.json"
+    path.write_text(json.dumps({"sqs_endpoint": "http://127.0.0.1:1"}))
+    found = Endpoints.from_file(path)
+    with pytest.raises(ClientConfigError, match=rf"no queue URL in {path}: pass queue_url"):
+        WriteClient(object(), endpoints=found)
+    with pytest.raises(ClientConfigError, match=rf"no reader function in {path}: pass function"):
+        ReadClient(object(), endpoints=found)
+    with pytest.raises(ClientConfigError, match=r"no queue URL: pass queue_url or set EFSQLITE_"):
+        WriteClient(object(), endpoints=Endpoints())
+    assert WriteClient(object(), endpoints=found, queue_url="q").queue_url == "q"
+
+
 class ScriptedLambda:
     """A stand-in for boto3's Lambda client: answers from a list."""
 

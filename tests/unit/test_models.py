@@ -5,8 +5,8 @@ import json
 from typing import Any
 
 import pytest
+from efsqlite.core.names import MAX_COMMAND_ID_CHARS
 from efsqlite.write.wire import (
-    MAX_ID_LENGTH,
     NamedCommand,
     StatementsCommand,
     message_json_schema,
@@ -62,7 +62,7 @@ def test_packed_message_keeps_order() -> None:
         (json.dumps({"v": 2, "id": "c", "db": "main", "statements": [{"sql": "x"}]}), "v"),
         (json.dumps({"v": 1, "id": "c", "db": "Main", "statements": [{"sql": "x"}]}), "db"),
         (json.dumps({"v": 1, "id": "c", "db": "a" * 65, "statements": [{"sql": "x"}]}), "db"),
-        (body(id="x" * (MAX_ID_LENGTH + 1), statements=[{"sql": "x"}]), "id"),
+        (body(id="x" * (MAX_COMMAND_ID_CHARS + 1), statements=[{"sql": "x"}]), "id"),
         (json.dumps({"v": 1, "id": "", "db": "main", "statements": [{"sql": "x"}]}), "id"),
         (body(statements=[]), "statements"),
         (body(statements=[{"sql": "SELECT ?", "params": [[1, 2]]}]), "params"),

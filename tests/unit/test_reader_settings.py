@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from efsqlite.core.exceptions import InvalidSettingError
-from efsqlite.read.reader import ReaderSettings
+from efsqlite.read.settings import ReaderSettings
 
 EXPECTED_VARS = {
     "EFSQLITE_DATA_DIR": "data_dir",

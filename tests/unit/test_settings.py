@@ -68,3 +68,22 @@ def test_limits_settings_read_and_default() -> None:
     assert unset.heap_limit_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"}) == 512 << 20
     assert unset.heap_limit_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "x"}) == 256 << 20
     assert unset.extra_function_names() == []
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t\n"])
+def test_a_blank_value_means_the_default_on_both_sides(blank: str) -> None:
+    from efsqlite.read.settings import ReaderSettings
+
+    environ = {"EFSQLITE_BUSY_TIMEOUT_MS": blank, "EFSQLITE_DATA_DIR": blank}
+    writer, reader = WriterSettings.from_env(environ), ReaderSettings.from_env(environ)
+    assert (writer.busy_timeout_ms, writer.data_dir) == (5000, DEFAULT_DATA_DIR)
+    assert (reader.busy_timeout_ms, reader.data_dir) == (5000, DEFAULT_DATA_DIR)
+
+
+def test_values_are_stripped_alike_on_both_sides() -> None:
+    from efsqlite.read.settings import ReaderSettings
+
+    environ = {"EFSQLITE_BUSY_TIMEOUT_MS": " 250\n", "EFSQLITE_DATA_DIR": " /mnt/x "}
+    writer, reader = WriterSettings.from_env(environ), ReaderSettings.from_env(environ)
+    assert (writer.busy_timeout_ms, writer.data_dir) == (250, Path("/mnt/x"))
+    assert (reader.busy_timeout_ms, reader.data_dir) == (250, Path("/mnt/x"))

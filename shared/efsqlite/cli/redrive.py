@@ -68,12 +68,7 @@ def run(args: argparse.Namespace) -> int:
             f"moved {result.moved}, then the queue refused {len(result.failures)}: "
             f"{first.reason}. Run redrive again"
         )
-    summary = {
-        "moved": result.moved,
-        "method": result.method,
-        "dlq_before": result.dlq_before,
-        "dlq_after": result.dlq_after,
-    }
+    summary = {key: getattr(result, key) for key in ("moved", "method", "dlq_before", "dlq_after")}
     if args.json:
         print_json(summary)
     else:

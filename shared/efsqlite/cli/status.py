@@ -37,16 +37,8 @@ def _command_status(args: argparse.Namespace) -> int:
         raise UsageError("--command needs exactly one --db")
     db = args.db[0]
     status = read_client(args).command_status(args.command_id, db=db)
-    answer = {
-        "db": db,
-        "id": status.id,
-        "state": status.state,
-        "position": status.position,
-        "error_type": status.error_type,
-        "error_message": status.error_message,
-    }
     if args.json:
-        print_json(answer)
+        print_json({"db": db, **status.to_json()})
     else:
         line = f"{status.id} on {db}: {status.state}"
         if status.position:

@@ -69,10 +69,9 @@ class Endpoints:
     dlq_url: str | None = None
     sqs_endpoint: str | None = None
     lambda_endpoint: str | None = None
-    function_url: str | None = None
-    data_dir: Path | None = None
     databases_dir: Path | None = None
     region: str | None = None
+    #: Where these came from: ``"explicit"`` or the endpoints file's path (named in errors).
     source: str = "explicit"
 
     @property
@@ -108,8 +107,6 @@ class Endpoints:
             dlq_url=text("dlq_url"),
             sqs_endpoint=text("sqs_endpoint"),
             lambda_endpoint=text("lambda_endpoint"),
-            function_url=text("function_url"),
-            data_dir=folder("data_dir"),
             databases_dir=folder("databases_dir"),
             region=text("region"),
             source=str(path),
@@ -148,6 +145,23 @@ def resolve_endpoints(
     else:
         path = DEFAULT_ENDPOINTS
     return Endpoints.from_file(path)
+
+
+#: What each client needs from its endpoints, and how a user gives it.
+_NEEDS = {
+    "queue_url": ("queue URL", f"pass queue_url or set {QUEUE_URL_ENV}"),
+    "reader_function": ("reader function", f"pass function_name or set {READER_FUNCTION_ENV}"),
+}
+
+
+def _endpoint(endpoints: Endpoints, field: str, explicit: str | None) -> str:
+    """The endpoints' ``field`` (an explicit value wins); refuses one that is unset."""
+    value = explicit or getattr(endpoints, field)
+    if not value:
+        what, hint = _NEEDS[field]
+        where = "" if endpoints.source == "explicit" else f" in {endpoints.source}"
+        raise ClientConfigError(f"no {what}{where}: {hint}")
+    return str(value)
 
 
 def _client(service: str, endpoints: Endpoints, session: Any | None) -> Any:
@@ -401,14 +415,9 @@ class WriteClient:
         max_attempts: int = 5,
         backoff_s: float = 0.1,
     ) -> None:
-        if endpoints is None:
-            endpoints = resolve_endpoints(queue_url=queue_url)
-        url = queue_url or endpoints.queue_url
-        if not url:
-            raise ClientConfigError("no queue URL: pass queue_url or set EFSQLITE_QUEUE_URL")
-        self.queue_url = url
-        self.endpoints = endpoints
-        self.sqs = sqs if sqs is not None else _client("sqs", endpoints, session)
+        endpoints = endpoints or resolve_endpoints(queue_url=queue_url)
+        self.endpoints, self.queue_url = endpoints, _endpoint(endpoints, "queue_url", queue_url)
+        self.sqs = sqs if sqs is not None else _client("sqs", self.endpoints, session)
         self.max_message_bytes = max_message_bytes
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
@@ -518,17 +527,13 @@ class ReadClient:
         endpoints: Endpoints | None = None,
         function_name: str | None = None,
     ) -> None:
-        if endpoints is None:
-            endpoints = resolve_endpoints(function_name=function_name)
-        name = function_name or endpoints.reader_function
-        if not name:
-            raise ClientConfigError(
-                "no reader function: pass function_name or set EFSQLITE_READER_FUNCTION"
-            )
-        self.function_name = name
+        endpoints = endpoints or resolve_endpoints(function_name=function_name)
         self.endpoints = endpoints
+        self.function_name = _endpoint(endpoints, "reader_function", function_name)
         self.lambda_client = (
-            lambda_client if lambda_client is not None else _client("lambda", endpoints, session)
+            lambda_client
+            if lambda_client is not None
+            else _client("lambda", self.endpoints, session)
         )
 
     def invoke(self, payload: Mapping[str, Any]) -> answers.QueryResult | answers.StatusAnswer:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from efsqlite.core.engine import Connection, Error
 from efsqlite.core.position import Position
@@ -105,13 +105,23 @@ class CommandStatus:
     position: Position | None = None
     error_type: str | None = None
     error_message: str | None = None
-    settled_at_ms: int | None = None
     attempts: int | None = None
 
     @property
     def settled(self) -> bool:
         """Applied or rejected: the outcome is final."""
         return self.state in SETTLED_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat JSON form scripts read (``efsqlite status --command --json``)."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "position": None if self.position is None else str(self.position),
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "attempts": self.attempts,
+        }
 
 
 def ensure_ledger(conn: Connection) -> None:
@@ -225,8 +235,7 @@ def prune(conn: Connection, older_than_ms: int) -> int:
 def command_status(conn: Connection, command_id: str) -> CommandStatus:
     """Has command ``command_id`` committed? One indexed read."""
     row = conn.execute(
-        f"SELECT outcome, position, error_type, error_message, settled_at_ms "
-        f"FROM {COMMANDS_TABLE} WHERE id = ?",
+        f"SELECT outcome, position, error_type, error_message FROM {COMMANDS_TABLE} WHERE id = ?",
         (command_id,),
     ).fetchone()
     if row is not None:
@@ -236,11 +245,9 @@ def command_status(conn: Connection, command_id: str) -> CommandStatus:
             position=Position.parse(row[1]),
             error_type=row[2],
             error_message=row[3],
-            settled_at_ms=row[4],
         )
     failure = conn.execute(
-        f"SELECT error_type, error_message, attempts, last_at_ms FROM {FAILURES_TABLE} "
-        "WHERE id = ?",
+        f"SELECT error_type, error_message, attempts FROM {FAILURES_TABLE} WHERE id = ?",
         (command_id,),
     ).fetchone()
     if failure is not None:

@@ -17,3 +17,6 @@ CommandState: TypeAlias = Literal["applied", "rejected", "pending", "unknown"]
 
 JournalMode: TypeAlias = Literal["DELETE", "TRUNCATE", "PERSIST"]
 ReadMode: TypeAlias = Literal["snapshot", "direct"]
+
+#: The range of an SQLite INTEGER; a larger Python int cannot be bound, so it is refused.
+SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1

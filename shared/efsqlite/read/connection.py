@@ -65,13 +65,11 @@ from efsqlite.read.exceptions import (
 #: Extended result code of a read-only open that finds a hot journal it may not roll back.
 SQLITE_READONLY_ROLLBACK = apsw.SQLITE_READONLY_ROLLBACK
 #: SQL text longer than this is refused before SQLite sees it.
-MAX_SQL_CHARS = sqlpolicy.MAX_SQL_CHARS
+
 #: SQLite VM instructions between two deadline checks (a few microseconds of work).
 PROGRESS_STEPS = 1000
 #: JSON overhead of the answer's envelope (keys, position, flags), counted against the cap.
 ENVELOPE_BYTES = 256
-#: The range of an SQLite INTEGER; a larger Python int cannot be bound.
-SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
 
 _OK = apsw.SQLITE_OK
 _DENY = apsw.SQLITE_DENY
@@ -117,7 +115,7 @@ class QueryLimits:
     #: Longest string or blob a query may produce or read (bytes).
     max_length: int = 5_000_000
     #: Caller SQL is at most MAX_SQL_CHARS; the prefix of ``caller_sql`` comes on top.
-    max_sql_length: int = MAX_SQL_CHARS + len(sqlpolicy.CALLER_SQL_PREFIX)
+    max_sql_length: int = sqlpolicy.MAX_SQL_CHARS + len(sqlpolicy.CALLER_SQL_PREFIX)
     max_variables: int = 10_000
     max_compound_select: int = 100
     #: Functions caller SQL may call (lower case): ``sqlpolicy.function_allow_list(extra)``.

@@ -17,14 +17,13 @@ DON'T import pydantic here or in the registry module: it is on the reader's cold
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from efsqlite.core.exceptions import RegistryError
-from efsqlite.core.loading import load_object
+from efsqlite.core.loading import Registry, load_registry
+from efsqlite.core.names import REGISTERED_NAME_PATTERN
 
-QUERY_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
-_NAME_RE = re.compile(QUERY_NAME_PATTERN)
+_NAME_RE = re.compile(REGISTERED_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,39 +33,20 @@ class NamedQuery:
     description: str = ""
 
 
-class QueryRegistry:
+class QueryRegistry(Registry[NamedQuery]):
     """Name to SQL. Lookups are one dict read."""
 
-    def __init__(self) -> None:
-        self._queries: dict[str, NamedQuery] = {}
+    kind = "query"
 
     def add(self, name: str, sql: str, *, description: str = "") -> NamedQuery:
         """Register ``sql`` under ``name``; names are unique."""
         if not _NAME_RE.fullmatch(name):
-            raise RegistryError(f"query name {name!r} must match {QUERY_NAME_PATTERN}")
-        if name in self._queries:
-            raise RegistryError(f"query {name!r} is registered twice")
+            raise RegistryError(f"query name {name!r} must match {REGISTERED_NAME_PATTERN}")
         if not isinstance(sql, str) or not sql.strip():
             raise RegistryError(f"query {name!r} has no SQL")
-        query = NamedQuery(name, sql, description)
-        self._queries[name] = query
-        return query
-
-    def get(self, name: str) -> NamedQuery | None:
-        return self._queries.get(name)
-
-    def __iter__(self) -> Iterator[NamedQuery]:
-        return iter(self._queries.values())
-
-    def __len__(self) -> int:
-        return len(self._queries)
+        return self._put(name, NamedQuery(name, sql, description))
 
 
 def load_queries(path: str | None) -> QueryRegistry:
     """The registry named by ``EFSQLITE_QUERIES``, or an empty one."""
-    if path is None:
-        return QueryRegistry()
-    registry = load_object(path)
-    if not isinstance(registry, QueryRegistry):
-        raise RegistryError(f"{path!r} is a {type(registry).__name__}, not a QueryRegistry")
-    return registry
+    return load_registry(path, QueryRegistry)

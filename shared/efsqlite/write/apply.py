@@ -51,6 +51,7 @@ from pydantic import TypeAdapter, ValidationError
 from efsqlite.core import engine, ledger
 from efsqlite.core.exceptions import EfsqliteError, ErrorType
 from efsqlite.core.ledger import LedgerEntry
+from efsqlite.core.names import is_command_id
 from efsqlite.core.position import Position
 from efsqlite.core.sqlpolicy import (
     MODULE_PRAGMAS,
@@ -65,7 +66,6 @@ from efsqlite.core.types import Outcome
 from efsqlite.write.commands import CommandContext, CommandRegistry
 from efsqlite.write.exceptions import CommandRejectedError
 from efsqlite.write.wire import (
-    MAX_ID_LENGTH,
     MAX_PACKED_COMMANDS,
     AnyCommand,
     Command,
@@ -884,7 +884,7 @@ def _id_from_body(record: IncomingRecord) -> str:
         value = None
     if isinstance(value, dict):
         candidate = value.get("id")
-        if isinstance(candidate, str) and 0 < len(candidate) <= MAX_ID_LENGTH:
+        if is_command_id(candidate) and is_text(candidate):
             return candidate
     return f"message:{record.message_id}"
 
@@ -957,9 +957,7 @@ def _parse_elements(record: IncomingRecord, db: str) -> list[AnyCommand | _BadBo
             command = _COMMAND_ADAPTER.validate_python(element)
         except (ValidationError, ValueError, RecursionError) as exc:
             claimed = element.get("id") if isinstance(element, dict) else None
-            usable = (
-                isinstance(claimed, str) and 0 < len(claimed) <= MAX_ID_LENGTH and is_text(claimed)
-            )
+            usable = is_command_id(claimed) and is_text(claimed)
             if isinstance(exc, ValidationError):
                 message = _summarize(exc)
             else:

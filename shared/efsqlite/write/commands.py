@@ -23,7 +23,7 @@ writer's batch transaction and may be rolled back (transaction control is denied
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from efsqlite.core import engine
 from efsqlite.core.exceptions import RegistryError
-from efsqlite.core.loading import load_object
+from efsqlite.core.loading import Registry, load_registry
 from efsqlite.core.sqlpolicy import caller_sql
 from efsqlite.core.types import SqlParams, SqlValue
 from efsqlite.write.exceptions import CommandRejectedError
@@ -103,11 +103,10 @@ class NamedCommandSpec(Generic[ArgsT]):
     handler: Handler[ArgsT]
 
 
-class CommandRegistry:
+class CommandRegistry(Registry[NamedCommandSpec[Any]]):
     """Name to (args model, handler). Lookups are a dict read: cheap on the packed hot path."""
 
-    def __init__(self) -> None:
-        self._specs: dict[str, NamedCommandSpec[Any]] = {}
+    kind = "command"
 
     def command(
         self, name: str, *, args: type[ArgsT]
@@ -123,27 +122,11 @@ class CommandRegistry:
         return decorate
 
     def register(self, name: str, args: type[ArgsT], handler: Handler[ArgsT]) -> None:
-        if name in self._specs:
-            raise RegistryError(f"command {name!r} is registered twice")
         if not (isinstance(args, type) and issubclass(args, BaseModel)):
             raise RegistryError(f"command {name!r}: args must be a pydantic model class")
-        self._specs[name] = NamedCommandSpec(name, args, handler)
-
-    def get(self, name: str) -> NamedCommandSpec[Any] | None:
-        return self._specs.get(name)
-
-    def __iter__(self) -> Iterator[NamedCommandSpec[Any]]:
-        return iter(self._specs.values())
-
-    def __len__(self) -> int:
-        return len(self._specs)
+        self._put(name, NamedCommandSpec(name, args, handler))
 
 
-def load_registry(path: str | None) -> CommandRegistry:
+def load_commands(path: str | None) -> CommandRegistry:
     """The registry named by ``EFSQLITE_COMMANDS``, or an empty one."""
-    if path is None:
-        return CommandRegistry()
-    registry = load_object(path)
-    if not isinstance(registry, CommandRegistry):
-        raise RegistryError(f"{path!r} is a {type(registry).__name__}, not a CommandRegistry")
-    return registry
+    return load_registry(path, CommandRegistry)

@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from efsqlite.core.connections import HEAP_MB_BOUNDS, default_heap_mb
 from efsqlite.core.exceptions import InvalidSettingError
+from efsqlite.core.settings import env_values, env_var
 from efsqlite.core.sqlpolicy import FUNCTION_NAME_PATTERN
 from efsqlite.core.types import JournalMode
 from efsqlite.write.apply import DEFAULT_STEP_BUDGET
 
-ENV_PREFIX = "EFSQLITE_"
 #: Four SQS messages' worth: a value a command builds may exceed its own message, a little.
 DEFAULT_MAX_VALUE_BYTES = 4 * 1_048_576
 
@@ -42,23 +42,14 @@ class _Settings(BaseModel):
     )
 
     @classmethod
-    def env_var(cls, field: str) -> str:
-        return ENV_PREFIX + field.upper()
-
-    @classmethod
     def env_vars(cls) -> dict[str, str]:
         """Map each environment variable this model reads to its field name."""
-        return {cls.env_var(name): name for name in cls.model_fields}
+        return {env_var(name): name for name in cls.model_fields}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Build the settings from the environment; unknown ``EFSQLITE_*`` names are ignored."""
-        source = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for var, field in cls.env_vars().items():
-            raw = source.get(var)
-            if raw is not None and raw != "":
-                values[field] = raw
+        values = env_values(cls.model_fields, environ)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -66,7 +57,7 @@ class _Settings(BaseModel):
             for error in exc.errors():
                 field = str(error["loc"][0]) if error["loc"] else "?"
                 shown = values.get(field, "")
-                problems.append(f"{cls.env_var(field)}={shown!r}: {error['msg']}")
+                problems.append(f"{env_var(field)}={shown!r}: {error['msg']}")
             raise InvalidSettingError("invalid setting " + "; ".join(problems)) from None
 
 

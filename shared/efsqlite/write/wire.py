@@ -44,27 +44,27 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from efsqlite.core.names import DB_NAME_PATTERN
+from efsqlite.core.names import (
+    DB_NAME_PATTERN,
+    MAX_COMMAND_ID_CHARS,
+    REGISTERED_NAME_PATTERN,
+    is_command_id,
+)
 from efsqlite.core.sqlpolicy import MAX_SQL_CHARS, is_text
+from efsqlite.core.types import SQLITE_INT_MAX, SQLITE_INT_MIN
 
 WIRE_VERSION = 1
 #: SQS's largest message body (the queue's ``MaximumMessageSize`` must be raised to it).
 MAX_MESSAGE_BYTES = 1_048_576
-COMMAND_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
-MAX_ID_LENGTH = 128
-MAX_SQL_LENGTH = MAX_SQL_CHARS
 MAX_STATEMENTS = 1000
 MAX_PACKED_COMMANDS = 10_000
-#: SQLite's INTEGER range: a JSON integer outside it cannot be bound, so it is refused.
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 #: Deepest nesting a refused body may have and still be read for its claimed id. jiter (the
 #: parser) refuses anything deeper than about 200 levels itself ("recursion limit exceeded").
 MAX_NESTING = 200
 
 DbName = Annotated[str, StringConstraints(pattern=DB_NAME_PATTERN)]
-CommandId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
-SqlText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SQL_LENGTH)]
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMAND_ID_CHARS)]
+SqlText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SQL_CHARS)]
 
 
 class _StrictModel(BaseModel):
@@ -80,12 +80,12 @@ def _float_only(value: Any) -> Any:
         raise PydanticCustomError(
             "int_range",
             "integers must fit SQLite's 64 bits: {min} to {max}",
-            {"min": INT64_MIN, "max": INT64_MAX},
+            {"min": SQLITE_INT_MIN, "max": SQLITE_INT_MAX},
         )
     raise PydanticCustomError("float_type", "Input should be a valid number")
 
 
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+Int64 = Annotated[int, Field(ge=SQLITE_INT_MIN, le=SQLITE_INT_MAX)]
 _Float = Annotated[
     float,
     BeforeValidator(_float_only),
@@ -126,7 +126,7 @@ class _CommandBase(_StrictModel):
     expect_schema: int | None = Field(
         None,
         ge=0,
-        le=INT64_MAX,
+        le=SQLITE_INT_MAX,
         description=(
             "Minimum schema version the command needs. Below it the command fails (and is "
             "retried, then redriven) until migrations catch up."
@@ -143,7 +143,7 @@ class StatementsCommand(_CommandBase):
 class NamedCommand(_CommandBase):
     """A command from the deployer's registry; ``args`` is checked by that command's model."""
 
-    command: Annotated[str, StringConstraints(pattern=COMMAND_NAME_PATTERN)]
+    command: Annotated[str, StringConstraints(pattern=REGISTERED_NAME_PATTERN)]
     args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("args")
@@ -302,7 +302,7 @@ def _refusal(body: str | bytes, exc: ValidationError) -> ValidationError:
         # Far too deep to read; whoever reads the claimed id must not try either.
         return _json_invalid("nesting too deep")
     claimed = value.get("id") if isinstance(value, dict) else None
-    if isinstance(claimed, str) and 0 < len(claimed) <= MAX_ID_LENGTH and not is_text(claimed):
+    if is_command_id(claimed) and not is_text(claimed):
         return _json_invalid("the claimed id holds a lone UTF-16 surrogate")
     if not unreadable:
         return exc

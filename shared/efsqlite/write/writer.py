@@ -28,7 +28,7 @@ from efsqlite.core.names import DB_NAME_PATTERN, check_db_name
 from efsqlite.core.position import InvalidPositionError, Position
 from efsqlite.core.sqlpolicy import is_text
 from efsqlite.write.apply import Applier, BatchResult, IncomingRecord
-from efsqlite.write.commands import CommandRegistry, load_registry
+from efsqlite.write.commands import CommandRegistry, load_commands
 from efsqlite.write.migrations import Migration, discover, migrate
 from efsqlite.write.settings import WriterSettings
 from efsqlite.write.wire import body_text
@@ -174,7 +174,7 @@ class Writer:
     ) -> None:
         self.settings = settings
         self.applier = Applier(
-            registry if registry is not None else load_registry(settings.commands),
+            registry if registry is not None else load_commands(settings.commands),
             allow_raw_statements=settings.allow_raw_statements,
             step_budget=settings.command_step_budget,
             extra_functions=settings.extra_function_names(),
