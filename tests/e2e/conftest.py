@@ -38,6 +38,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def local_client(service: str, endpoint: str, config: Config | None = None) -> Any:
+    """A stock boto3 client for one of the local stack's endpoints (any credentials do)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+        config=config,
+    )
+
+
 class Stack:
     """One ``efsqlite dev`` process on free ports, with its own data and migrations folders."""
 
@@ -116,22 +128,13 @@ class Stack:
 
     # -- clients, over HTTP only --------------------------------------------------------------
     def sqs(self) -> Any:
-        return boto3.client(
-            "sqs",
-            endpoint_url=self.endpoints["sqs_endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        )
+        return local_client("sqs", self.endpoints["sqs_endpoint"])
 
     def lambda_client(self) -> Any:
-        return boto3.client(
+        return local_client(
             "lambda",
-            endpoint_url=self.endpoints["lambda_endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-            config=Config(retries={"max_attempts": 1}, read_timeout=60),
+            self.endpoints["lambda_endpoint"],
+            Config(retries={"max_attempts": 1}, read_timeout=60),
         )
 
     def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from efsqlite.devstack.lambda_api import function_url_event, function_url_response
 from efsqlite.devstack.poller import Poller, lambda_record
 from efsqlite.devstack.sqs import LocalSqs, QueueUrls
 
-from .conftest import REPO, wait_until
+from .conftest import REPO, local_client, wait_until
 
 EVENTS = REPO / "tests" / "events"
 
@@ -23,21 +22,11 @@ EVENTS = REPO / "tests" / "events"
 def local_sqs(tmp_path: Path) -> Iterator[tuple[LocalSqs, QueueUrls, Any]]:
     sqs_local = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=3)
     urls = sqs_local.start()
-    client = _sqs_client(sqs_local.endpoint)
+    client = local_client("sqs", sqs_local.endpoint)
     try:
         yield sqs_local, urls, client
     finally:
         sqs_local.stop()
-
-
-def _sqs_client(endpoint: str) -> Any:
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
 
 
 def _send(client: Any, url: str, body: str, group: str = "g", dedup: str | None = None) -> Any:
@@ -109,7 +98,7 @@ def test_queues_survive_a_restart_with_ids_sequence_numbers_and_dedup(tmp_path: 
     # GIVEN a stack that queued messages, moved one to its DLQ and deleted one, then stopped
     sqs_local = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=1)
     urls = sqs_local.start()
-    client = _sqs_client(sqs_local.endpoint)
+    client = local_client("sqs", sqs_local.endpoint)
     kept = _send(client, urls.queue_url, "kept", group="k")
     dead = _send(client, urls.queue_url, "dead", group="d")
     gone = _send(client, urls.queue_url, "gone", group="x")
@@ -124,7 +113,7 @@ def test_queues_survive_a_restart_with_ids_sequence_numbers_and_dedup(tmp_path: 
     urls = restarted.start()
     try:
         assert restarted.restored == 2
-        client = _sqs_client(restarted.endpoint)
+        client = local_client("sqs", restarted.endpoint)
         # THEN the DLQ holds the same messages (same ids, new sequence numbers there)
         moved = {m["Body"]: m for m in _receive(client, urls.dlq_url)}
         assert set(moved) == {"kept", "dead"}

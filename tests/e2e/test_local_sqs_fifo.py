@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from efsqlite.devstack.sqs import LocalSqs, QueueUrls
 
-from .conftest import REPO, wait_until
+from .conftest import REPO, local_client, wait_until
 
 
 @pytest.fixture
@@ -26,20 +25,13 @@ def sqs(tmp_path: Path) -> Iterator[tuple[LocalSqs, QueueUrls, Any]]:
     local = LocalSqs(tmp_path, visibility_timeout=1, max_receive_count=2)
     urls = local.start()
     try:
-        yield local, urls, _client(local.endpoint)
+        yield local, urls, _fifo_client(local.endpoint)
     finally:
         local.stop()
 
 
-def _client(endpoint: str) -> Any:
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-        config=Config(retries={"max_attempts": 1}),
-    )
+def _fifo_client(endpoint: str) -> Any:
+    return local_client("sqs", endpoint, Config(retries={"max_attempts": 1}))
 
 
 def _send(client: Any, url: str, body: str, group: str = "g") -> dict[str, Any]:
@@ -328,7 +320,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         endpoint = process.stdout.readline().decode().strip()
-        client = _client(endpoint)
+        client = _fifo_client(endpoint)
         url = client.get_queue_url(QueueName="efsqlite-writes.fifo")["QueueUrl"]
         numbers = []
         for i in range(100):
@@ -358,7 +350,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     urls = restarted.start()
     try:
         assert restarted.restored == 200
-        client = _client(restarted.endpoint)
+        client = _fifo_client(restarted.endpoint)
         bodies: list[str] = []
         while True:
             got = client.receive_message(QueueUrl=urls.queue_url, MaxNumberOfMessages=10)
