@@ -173,7 +173,10 @@ def test_move_task_redrives_the_dlq_to_its_source_and_can_be_cancelled(sqs: Any)
         client.cancel_message_move_task(TaskHandle=handle)
     for i in range(5):
         _send(client, urls.dlq_url, f"d{i}", group="d")
-    slow = client.start_message_move_task(SourceArn=urls.dlq_arn, MaxNumberOfMessagesPerSecond=1)
+    # (sent to the DLQ directly, they have no source queue: AWS needs a DestinationArn)
+    slow = client.start_message_move_task(
+        SourceArn=urls.dlq_arn, DestinationArn=urls.queue_arn, MaxNumberOfMessagesPerSecond=1
+    )
     with pytest.raises(ClientError):  # one running task per queue
         client.start_message_move_task(SourceArn=urls.dlq_arn)
     moved = client.cancel_message_move_task(TaskHandle=slow["TaskHandle"])

@@ -12,6 +12,7 @@ each test waits only for its own.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -143,3 +144,14 @@ class Launch:
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+
+
+def locate_aws_cli() -> tuple[Path | None, str]:
+    """The AWS CLI v1 from ``.tools/awscli`` (``make infra-tools``), else ``aws`` on PATH."""
+    path, reason = locate("awscli", "aws")
+    if path is not None:
+        return path, ""
+    found = shutil.which("aws")
+    if found:
+        return Path(found), ""
+    return None, f"{reason}; no aws on PATH either"

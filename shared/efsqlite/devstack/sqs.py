@@ -4,7 +4,11 @@ It speaks the AWS JSON 1.0 protocol exactly as boto3 (and the aws CLI) speak it:
 ``X-Amz-Target: AmazonSQS.<Action>``, a JSON body; answers are JSON, errors
 ``{"__type": "com.amazonaws.sqs#<Shape>", "message": ...}`` with status 400 and the
 ``x-amzn-query-error`` header, so boto3 reports AWS's own error codes (for example
-``AWS.SimpleQueueService.NonExistentQueue``). The query (XML) protocol is not served. The
+``AWS.SimpleQueueService.NonExistentQueue``). The query (XML) protocol is not served: a
+query request (``Action=...``, form-encoded or in the URL) gets a 400
+``AWS.SimpleQueueService.UnsupportedOperation`` in the query protocol's XML, so an old client
+reports it rather than failing to parse JSON. An action we do not emulate is a typed 400
+``UnsupportedOperation`` at once (never a 5xx, which botocore would retry). The
 state lives in ``<data-dir>/sqs.sqlite`` (:mod:`efsqlite.devstack.sqs_store`).
 
 DO commit an action before its answer leaves: every action is one transaction, committed in
@@ -14,7 +18,7 @@ DO keep a FIFO group blocked while any of its messages is in flight or its head 
 visible: the writer's exactly-once and ordering rest on it (moto let a group's next message
 out once the head's visibility expired; here the head is redelivered first).
 DO answer every bad request with a typed 400 (never a traceback): producers and the CLI
-branch on the error code, as they do against AWS.
+branch on the error code, as they do against AWS; a 5xx would also be retried by botocore.
 DON'T import Python's ``sqlite3`` here: SQLite comes from ``efsqlite.core.engine`` (apsw), as
 everywhere in the package (tests/unit/test_engine.py).
 DON'T share one data folder between two servers: the stack's ``dev.lock`` prevents it.
@@ -30,6 +34,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
 from efsqlite.devstack.exceptions import LocalStackError
 from efsqlite.devstack.sqs_store import ACCOUNT_ID, REGION, QueueStore, SqsError
@@ -43,6 +49,19 @@ STORE_NAME = "sqs.sqlite"
 #: of bodies plus JSON escaping).
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _JSON = "application/x-amz-json-1.0"
+_QUERY_ERROR = (
+    '<?xml version="1.0"?><ErrorResponse xmlns="http://queue.amazonaws.com/doc/2012-11-05/">'
+    "<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message><Detail/>"
+    "</Error><RequestId>{request}</RequestId></ErrorResponse>"
+)
+
+
+class _QueryRequest(Exception):
+    """A request in the query protocol (``Action=...``), which is not served."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(action)
+        self.action = action
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +104,30 @@ class _Handler(BaseHTTPRequestHandler):
             {"x-amzn-query-error": f"{error.query_code};{fault}"},
         )
 
+    def _query_error(self, action: str) -> None:
+        """The query protocol's XML error: what a query-protocol client parses."""
+        error = SqsError(
+            "UnsupportedOperation",
+            f"{action or 'this request'} over the query protocol is not served by the local "
+            "SQS: it speaks the AWS JSON protocol only, as current botocore and aws CLI "
+            "releases do; upgrade the client",
+        )
+        data = _QUERY_ERROR.format(
+            code=error.query_code, message=escape(error.message), request=uuid.uuid4()
+        ).encode()
+        self.send_response(error.status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self) -> None:
         try:
             self._answer(200, self._dispatch(), {})
         except SqsError as error:
             self._error(error)
+        except _QueryRequest as query:
+            self._query_error(query.action)
         except Exception:  # a bug of ours: a typed 500, logged, never a traceback on the wire
             log.exception("local SQS failed on %s", self.headers.get("X-Amz-Target"))
             self._error(SqsError("InternalError", "internal error in the local SQS", 500))
@@ -105,6 +143,15 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         target = self.headers.get("X-Amz-Target") or ""
         service, _, action = target.partition(".")
+        if not target:
+            form = self.headers.get("Content-Type", "").startswith(
+                "application/x-www-form-urlencoded"
+            )
+            query = parse_qs(urlsplit(self.path).query)
+            if form:
+                query.update(parse_qs(raw.decode("utf-8", "replace")))
+            if form or "Action" in query:
+                raise _QueryRequest((query.get("Action") or [""])[0][:100])
         if service != "AmazonSQS" or not action:
             raise SqsError(
                 "InvalidAction",
@@ -122,6 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
         return store.call(action, params)
 
     def do_GET(self) -> None:
+        action = parse_qs(urlsplit(self.path).query).get("Action")
+        if action:
+            self._query_error(action[0][:100])
+            return
         self._error(SqsError("InvalidAction", "the query protocol is not served; use AWS JSON"))
 
     do_PUT = do_DELETE = do_GET

@@ -30,6 +30,8 @@ SENDER_ID = "AIDAEFSQLITELOCALDEV"
 DEDUP_WINDOW_MS = 300_000
 MAX_BATCH = 10
 MAX_MESSAGE_SIZE = 1_048_576
+#: StartMessageMoveTask's highest MaxNumberOfMessagesPerSecond.
+MAX_MOVE_RATE = 500
 #: Sequence numbers are ``_SEQUENCE_BASE + n``: 20 digits, above 2**64 like AWS's; ``n`` is
 #: ``max(last + 1, time_ns)``, so numbers issued by the old journal-based stack stay below.
 _SEQUENCE_BASE = 2 * 10**19
@@ -700,12 +702,20 @@ class QueueStore:
     def _move(
         self, seq: int, source: str, target_arn: str, now: int, *, redrive: bool = False
     ) -> None:
-        """Move a message to another queue: same id, group and dedup id, new sequence number."""
+        """Move a message to another queue, with a new sequence number.
+
+        To a DLQ (``redrive`` false) it keeps its id, group and receive count, and, FIFO, its
+        deduplication id becomes its message id, as SQS documents. Redriven by a move task it
+        is a new message: a new id, receive count 0, retention from now, no source.
+        """
         target, attributes = self._by_arn(target_arn)
         delay = int(attributes["DelaySeconds"]) * 1000 if redrive else 0
         self.conn.execute(
             "UPDATE messages SET seq = ?, queue = ?, receipt = NULL, sent = ?, visible_at = ?,"
-            " source = ?, receive_count = CASE WHEN ? THEN 0 ELSE receive_count END,"
+            " source = ?,"
+            " dedup_id = CASE WHEN dedup_id IS NULL OR ? THEN dedup_id ELSE message_id END,"
+            " message_id = coalesce(?, message_id),"
+            " receive_count = CASE WHEN ? THEN 0 ELSE receive_count END,"
             " first_receive = CASE WHEN ? THEN NULL ELSE first_receive END WHERE seq = ?",
             (
                 self._next_seq(),
@@ -713,6 +723,8 @@ class QueueStore:
                 now,
                 now + delay,
                 None if redrive else source,
+                redrive,
+                str(uuid.uuid4()) if redrive else None,
                 redrive,
                 redrive,
                 seq,
@@ -826,21 +838,35 @@ class QueueStore:
 
     # -- message move tasks (DLQ redrive) -----------------------------------------------------
     def _op_start_message_move_task(self, params: dict[str, Any]) -> dict[str, Any]:
+        # AWS's checks, in AWS's order, with its codes and messages.
         source_arn: str = _get(params, "SourceArn", str, required=True)
-        source, _ = self._by_arn(source_arn)
-        destination: str | None = _get(params, "DestinationArn", str)
+        source = self._task_queue(source_arn, "SourceArn")
+        rate = _get(params, "MaxNumberOfMessagesPerSecond", int)
+        if rate is not None and not 1 <= rate <= MAX_MOVE_RATE:
+            raise _invalid(
+                f"Value {rate} for parameter MaxNumberOfMessagesPerSecond is invalid. "
+                f"Reason: Must be between 1 and {MAX_MOVE_RATE}."
+            )
+        if not self._sources(source):
+            raise _invalid("Source queue must be configured as a Dead Letter Queue.")
+        destination: str | None = _get(params, "DestinationArn", str) or None
         if destination is not None:
-            self._by_arn(destination)
-        elif not self._sources(source):
-            raise _invalid(f"Source queue {source_arn} is not a dead-letter queue.")
-        rate = _int_in(params, "MaxNumberOfMessagesPerSecond", 1, 500)
+            target = self._task_queue(destination, "DestinationArn")
+            if target.endswith(".fifo") != source.endswith(".fifo"):
+                raise _invalid("The source and destination queues must be of the same type.")
         if self._rows("SELECT 1 FROM move_tasks WHERE source = ? AND status = 'RUNNING'", source):
-            raise SqsError("UnsupportedOperation", "A move task is already running on the queue.")
+            raise _invalid(
+                "There is already a task running. Only one active task is allowed for a source "
+                "queue arn at a given time."
+            )
         ((high, total),) = self._rows(
             "SELECT coalesce(max(seq), 0), count(*) FROM messages WHERE queue = ?", source
         )
-        handle = base64.urlsafe_b64encode(
-            json.dumps({"task": uuid.uuid4().hex, "source": source_arn}).encode()
+        # AWS's handle: base64 of {"taskId", "sourceArn"}; CancelMessageMoveTask reads both.
+        handle = base64.b64encode(
+            json.dumps(
+                {"taskId": str(uuid.uuid4()), "sourceArn": source_arn}, separators=(",", ":")
+            ).encode()
         ).decode()
         self.conn.execute(
             "INSERT INTO move_tasks (handle, source, destination, status, moved, to_move,"
@@ -849,6 +875,17 @@ class QueueStore:
         )
         self._run_task(handle)
         return {"TaskHandle": handle}
+
+    def _task_queue(self, arn: str, parameter: str) -> str:
+        """The queue a move-task ARN names, or AWS's ResourceNotFoundException."""
+        try:
+            name, _ = self._by_arn(arn)
+        except SqsError:
+            raise SqsError(
+                "ResourceNotFoundException",
+                f"The resource that you specified for the {parameter} parameter doesn't exist.",
+            ) from None
+        return name
 
     def resume_tasks(self) -> None:
         """Restart the move tasks that were running when the stack stopped or died."""
@@ -885,7 +922,6 @@ class QueueStore:
         self, handle: str, source: str, destination: str | None, high: int, limit: int
     ) -> bool:
         now = _now()
-        sources = self._sources(source)
         rows = self._rows(
             "SELECT seq, source FROM messages WHERE queue = ? AND seq <= ? AND visible_at <= ?"
             " ORDER BY seq LIMIT ?",
@@ -896,18 +932,22 @@ class QueueStore:
         )
         for seq, origin in rows:
             target = destination or (self.arn(origin) if origin else None)
-            if target is None and len(sources) == 1:
-                target = self.arn(sources[0])  # sent to the DLQ directly: its one source
-            try:
-                if target is None:
-                    raise _invalid("the message's source queue is unknown")
-                self._move(seq, source, target, now, redrive=True)
-            except SqsError as exc:
+            # As AWS: a message sent to the DLQ directly has no source to go back to (the
+            # task fails; pass DestinationArn to move it), and a deleted destination fails it.
+            reason = "CouldNotDetermineMessageSource" if target is None else None
+            if target is not None:
+                try:
+                    self._by_arn(target)
+                except SqsError as exc:
+                    reason = exc.query_code
+            if reason is not None:
                 self.conn.execute(
                     "UPDATE move_tasks SET status = 'FAILED', failure = ? WHERE handle = ?",
-                    (exc.message, handle),
+                    (reason, handle),
                 )
                 return True
+            assert target is not None
+            self._move(seq, source, target, now, redrive=True)
             self.conn.execute("UPDATE move_tasks SET moved = moved + 1 WHERE handle = ?", (handle,))
         if len(rows) < limit:
             self.conn.execute(
@@ -918,14 +958,19 @@ class QueueStore:
 
     def _op_list_message_move_tasks(self, params: dict[str, Any]) -> dict[str, Any]:
         source_arn: str = _get(params, "SourceArn", str, required=True)
-        source, _ = self._by_arn(source_arn)
-        limit = _int_in(params, "MaxResults", 1, 10) or 1
+        source = self._task_queue(source_arn, "SourceArn")
+        limit = _get(params, "MaxResults", int)
+        if limit is not None and not 1 <= limit <= 10:
+            raise _invalid(
+                f"Value {limit} for parameter MaxResults is invalid. Reason: Must be between 1 "
+                "and 10."
+            )
         results = []
         for handle, destination, status, moved, to_move, rate, started, failure in self._rows(
             "SELECT handle, destination, status, moved, to_move, rate, started, failure FROM"
             " move_tasks WHERE source = ? ORDER BY started DESC, rowid DESC LIMIT ?",
             source,
-            limit,
+            limit or 1,
         ):
             entry: dict[str, Any] = {
                 "Status": status,
@@ -947,11 +992,17 @@ class QueueStore:
 
     def _op_cancel_message_move_task(self, params: dict[str, Any]) -> dict[str, Any]:
         handle: str = _get(params, "TaskHandle", str, required=True)
+        try:
+            decoded = json.loads(base64.b64decode(handle, validate=True))
+            source_arn = decoded["sourceArn"]
+            if not isinstance(source_arn, str) or not isinstance(decoded["taskId"], str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise _invalid("Value for parameter TaskHandle is invalid.") from None
+        self._task_queue(source_arn, "SourceArn")
         rows = self._rows("SELECT status, moved FROM move_tasks WHERE handle = ?", handle)
-        if not rows:
-            raise SqsError("ResourceNotFoundException", "The task handle does not exist.")
-        if rows[0][0] != "RUNNING":
-            raise SqsError("UnsupportedOperation", f"The task is {rows[0][0]}, not RUNNING.")
+        if not rows or rows[0][0] != "RUNNING":  # AWS: only a running task "exists" here
+            raise SqsError("ResourceNotFoundException", "Task does not exist.")
         self.conn.execute("UPDATE move_tasks SET status = 'CANCELLED' WHERE handle = ?", (handle,))
         return {"ApproximateNumberOfMessagesMoved": rows[0][1]}
 
