@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from efsqlite.core.exceptions import EfsqliteError
 
 if TYPE_CHECKING:
     from efsqlite.client import Endpoints, ReadClient, WriteClient
+    from efsqlite.client.exceptions import InvalidCommandError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -29,8 +32,22 @@ class UsageError(EfsqliteError):
     """A command-line value the CLI cannot use (bad JSON, a missing file, ...)."""
 
 
+_REST_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+_REST_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """Docstring text for a terminal: reST markup (````x````, ``:mod:`x```) dropped."""
+    text = _REST_ROLE.sub(r"\1", text)
+    return _REST_LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line, not a usage block."""
+    """argparse, but a usage error is one line, not a usage block, and help text that comes
+    from a docstring shows no reST markup."""
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -55,8 +72,18 @@ def where_parser() -> argparse.ArgumentParser:
 def json_arg(text: str | None, what: str) -> Any:
     if text is None:
         return None
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if not math.isfinite(value):
+            raise UsageError(f"{what}: {number} is not a finite number (JSON numbers are)")
+        return value
+
+    def not_json(name: str) -> NoReturn:
+        raise UsageError(f"{what}: {name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=finite, parse_constant=not_json)
     except ValueError as exc:
         raise UsageError(f"{what} is not valid JSON: {exc}") from None
 
@@ -88,6 +115,37 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text} is not a port number (0 picks a free one)")
     return value
+
+
+#: Where a wire-format field comes from on the command line: its ``loc`` prefix -> the flag.
+Flags = Mapping[tuple[str | int, ...], tuple[str, Any]]
+
+
+def command_error(exc: InvalidCommandError, flags: Flags) -> UsageError:
+    """``exc`` (the client's own validation) as one line naming the flags, not the fields:
+    ``invalid command: --db 'bad name!': a database name must match ...``.
+
+    ``flags`` maps a field's ``loc`` prefix to its flag and value (``None``: not shown); the
+    longest prefix wins and the rest of the ``loc`` follows the flag (``--params[0]``).
+    """
+    if not exc.problems:
+        return UsageError(str(exc))
+    parts = []
+    for problem in exc.problems:
+        where = problem.field or "command"
+        for size in range(len(problem.loc), 0, -1):
+            found = flags.get(problem.loc[:size])
+            if found is None:
+                continue
+            flag, value = found
+            rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem.loc[size:])
+            shown = (
+                "" if value is None else f" {value!r}" if isinstance(value, str) else f" {value}"
+            )
+            where = f"{flag}{rest}{shown}"
+            break
+        parts.append(f"{where}: {problem.rule}")
+    return UsageError("invalid command: " + "; ".join(parts))
 
 
 # -- clients ----------------------------------------------------------------------------------
@@ -129,10 +187,38 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, default=str) + "\n")
 
 
+def blob_bytes(value: Any) -> bytes | None:
+    """``value`` as bytes if it is a blob: bytes, or the reader's ``{"$blob": base64}``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$blob"), str):
+        import binascii
+
+        try:
+            return binascii.a2b_base64(value["$blob"], strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
+    return None
+
+
+def format_blob(data: bytes, width: int = 60) -> str:
+    """A blob as SQL's hex literal, ``x'0a1b'``; one wider than ``width`` is cut and sized:
+    ``x'0a1b…' (4096 bytes)``."""
+    text = f"x'{data.hex()}'"
+    if len(text) <= width:
+        return text
+    size = f"…' ({len(data)} bytes)"
+    keep = max(0, (width - len(size) - 2) // 2)
+    return f"x'{data[:keep].hex()}{size}"
+
+
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60) -> str:
-    """A plain-text table for people."""
+    """A plain-text table for people: NULL for null, ``x'..'`` hex for blobs, long cells cut."""
 
     def cell(value: Any) -> str:
+        data = blob_bytes(value)
+        if data is not None:
+            return format_blob(data, width)
         text = "NULL" if value is None else str(value)
         text = text.replace("\n", "\\n")
         return text if len(text) <= width else text[: width - 1] + "…"

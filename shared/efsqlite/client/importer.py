@@ -10,7 +10,8 @@ DO derive command ids from the job and the chunk number (``import-<job>-<chunk>`
 run resends a chunk under the same id, and the writer's ledger applies it once, so resuming
 never duplicates rows. DON'T change ``rows_per_command`` to resume a job: it is part of the
 job id (the chunks would differ), so a new value starts a new job.
-DO report progress through ``on_progress``; DON'T print here (the CLI draws the bar).
+DO report progress through ``on_progress`` (sending: :class:`ImportProgress`; waiting:
+:class:`SettleProgress`); DON'T print here (the CLI draws the bar).
 DO quote identifiers, and refuse those that are not plain (``[A-Za-z_][A-Za-z0-9_]*``): they
 come from a file's header, and quoting alone is not enough to keep odd ones readable.
 """
@@ -22,13 +23,14 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from efsqlite.client import Bookmark, ReadClient, WriteClient
-from efsqlite.client.exceptions import ImportInputError
+from efsqlite.client.exceptions import ImportInputError, WaitTimeoutError
 
 Format = Literal["csv", "jsonl"]
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -192,7 +194,9 @@ class ImportProgress:
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
-    """What an import sent. ``last`` is the last command sent (by any run of the job)."""
+    """What an import sent. ``rows`` and ``commands`` count every run of the job, ``last`` is
+    the last command sent by any run; ``resumed_from`` and ``resumed_commands`` are what the
+    earlier runs sent, ``chunk_rows`` the rows of each command this run sent, in order."""
 
     job: str
     rows: int
@@ -201,11 +205,37 @@ class ImportResult:
     progress_file: Path
     resumed_from: int
     last: Bookmark | None
+    resumed_commands: int = 0
+    chunk_rows: tuple[int, ...] = ()
+
+    @property
+    def rows_this_run(self) -> int:
+        """Rows this run sent (not those an earlier, interrupted run sent)."""
+        return self.rows - self.resumed_from
+
+    @property
+    def commands_this_run(self) -> int:
+        return self.commands - self.resumed_commands
 
     @property
     def command_ids(self) -> list[str]:
         """Every command id of the job, in order."""
         return [chunk_command_id(self.job, i) for i in range(self.commands)]
+
+
+@dataclass(frozen=True, slots=True)
+class SettleProgress:
+    """How far the writer is through an import's commands (:meth:`Importer.wait`).
+
+    The rows of the commands an earlier run sent are shared out evenly among them (their
+    sizes are not saved); this run's are exact.
+    """
+
+    rows_settled: int
+    rows: int
+    commands_settled: int
+    commands: int
+    rejected: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,14 +299,17 @@ class Importer:
     def run(self, on_progress: Callable[[ImportProgress], None] | None = None) -> ImportResult:
         """Send the rows not sent yet, saving the resume file after each batch of commands."""
         resumed_from = self.state.rows_sent
+        resumed_commands = self.state.chunks_sent
         total = sum(1 for _ in read_rows(self.path, self.fmt))
         state = self.state
         pending: list[Chunk] = []
+        sent_rows: list[int] = []
 
         def flush() -> None:
             if not pending:
                 return
             sent = self.writer.send_many([c.command for c in pending])
+            sent_rows.extend(c.rows for c in pending)
             state.rows_sent += sum(c.rows for c in pending)
             state.chunks_sent = pending[-1].index + 1
             state.last = {"id": sent[-1].id, "sequence_number": sent[-1].sequence_number}
@@ -308,21 +341,54 @@ class Importer:
             progress_file=self.progress_file,
             resumed_from=resumed_from,
             last=Bookmark(self.db, last["id"], "", last["sequence_number"]) if last else None,
+            resumed_commands=resumed_commands,
+            chunk_rows=tuple(sent_rows),
         )
 
     def wait(
-        self, reader: ReadClient, result: ImportResult, *, timeout: float = 120.0
+        self,
+        reader: ReadClient,
+        result: ImportResult,
+        *,
+        timeout: float = 120.0,
+        on_progress: Callable[[SettleProgress], None] | None = None,
     ) -> list[RejectedChunk]:
-        """Wait until the last command is settled, then return the chunks the writer rejected
-        (raises :class:`~efsqlite.client.exceptions.WaitTimeoutError` on timeout)."""
+        """Wait until every command of the job is settled, in order (one group applies in
+        order), and return the chunks the writer rejected. ``on_progress`` hears after each
+        command settles. Raises :class:`~efsqlite.client.exceptions.WaitTimeoutError` when
+        ``timeout`` seconds pass with a command still unsettled."""
         if result.last is None:
             return []
-        reader.wait_for(result.last, timeout=timeout)
-        rejected = []
-        for command_id in result.command_ids:
-            status = reader.command_status(command_id, db=self.db)
+        deadline = time.monotonic() + timeout
+        ids = result.command_ids
+        # Rows up to each command: exact for what this run sent, shared out evenly over the
+        # commands of earlier runs (their sizes are not saved; they are full but for bytes).
+        first_new = len(ids) - len(result.chunk_rows)
+        earlier = result.rows - sum(result.chunk_rows)
+        rows_at = [earlier * (i + 1) // first_new for i in range(first_new)]
+        running = earlier
+        for rows in result.chunk_rows:
+            running += rows
+            rows_at.append(running)
+        rejected: list[RejectedChunk] = []
+        for index, command_id in enumerate(ids):
+            bookmark = Bookmark(self.db, command_id, "", "")
+            try:
+                status = reader.wait_for(bookmark, max(0.0, deadline - time.monotonic()))
+            except WaitTimeoutError as exc:
+                # Same error (and class, status, reason), with how far the import got.
+                settled = rows_at[index - 1] if index else 0
+                exc.args = (
+                    f"after {timeout:g} s, {settled}/{result.rows} rows settled; "
+                    f"command {index + 1} of {len(ids)}: {exc}",
+                )
+                raise
             if status.state == "rejected":
                 rejected.append(RejectedChunk(command_id, status.error_type, status.error_message))
+            if on_progress is not None:
+                on_progress(
+                    SettleProgress(rows_at[index], result.rows, index + 1, len(ids), len(rejected))
+                )
         return rejected
 
 

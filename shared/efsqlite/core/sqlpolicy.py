@@ -34,6 +34,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import apsw
+
 from efsqlite.core.engine import Connection
 
 #: Prepended to every caller statement; none of efsqlite's own statements starts with it.
@@ -96,6 +98,61 @@ MODULE_PRAGMAS: frozenset[str] = frozenset({"data_version"})
 
 #: Longest SQL text a caller may send, writer and reader alike (characters).
 MAX_SQL_CHARS = 100_000
+
+#: Authorizer actions that change the schema, named as the statement that asks for them.
+SCHEMA_ACTIONS: dict[int, str] = {
+    apsw.SQLITE_CREATE_TABLE: "CREATE TABLE",
+    apsw.SQLITE_CREATE_TEMP_TABLE: "CREATE TABLE",
+    apsw.SQLITE_CREATE_INDEX: "CREATE INDEX",
+    apsw.SQLITE_CREATE_TEMP_INDEX: "CREATE INDEX",
+    apsw.SQLITE_CREATE_VIEW: "CREATE VIEW",
+    apsw.SQLITE_CREATE_TEMP_VIEW: "CREATE VIEW",
+    apsw.SQLITE_CREATE_TRIGGER: "CREATE TRIGGER",
+    apsw.SQLITE_CREATE_TEMP_TRIGGER: "CREATE TRIGGER",
+    apsw.SQLITE_CREATE_VTABLE: "CREATE VIRTUAL TABLE",
+    apsw.SQLITE_DROP_TABLE: "DROP TABLE",
+    apsw.SQLITE_DROP_TEMP_TABLE: "DROP TABLE",
+    apsw.SQLITE_DROP_INDEX: "DROP INDEX",
+    apsw.SQLITE_DROP_TEMP_INDEX: "DROP INDEX",
+    apsw.SQLITE_DROP_VIEW: "DROP VIEW",
+    apsw.SQLITE_DROP_TEMP_VIEW: "DROP VIEW",
+    apsw.SQLITE_DROP_TRIGGER: "DROP TRIGGER",
+    apsw.SQLITE_DROP_TEMP_TRIGGER: "DROP TRIGGER",
+    apsw.SQLITE_DROP_VTABLE: "DROP TABLE",
+    apsw.SQLITE_ALTER_TABLE: "ALTER TABLE",
+}
+#: Where a rejected schema change should go instead.
+MIGRATION_HINT = (
+    "schema changes go in a migration (a NNNN_name.sql file in EFSQLITE_MIGRATIONS_DIR, "
+    'applied on cold start; see docs/architecture.md, "Migrations")'
+)
+_DDL_RE = re.compile(
+    r"^(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+    r"(CREATE|ALTER|DROP)\s+((?:(?:TEMP|TEMPORARY|UNIQUE|VIRTUAL)\s+)*)(TABLE|INDEX|VIEW|TRIGGER)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def schema_change(action: int, table: str | None) -> str | None:
+    """What a denied authorizer action is, if it is a schema change: ``"CREATE TABLE"``...,
+    or ``"a schema change"`` for a write to the schema table (the first check SQLite makes
+    for ``CREATE``). ``None`` for anything else."""
+    if action in SCHEMA_ACTIONS:
+        return SCHEMA_ACTIONS[action]
+    if action in (apsw.SQLITE_INSERT, apsw.SQLITE_DELETE) and (table or "").lower() in (
+        SCHEMA_TABLES
+    ):
+        return "a schema change"
+    return None
+
+
+def ddl_statement(sql: str) -> str | None:
+    """``"CREATE TABLE"``, ``"DROP INDEX"``... if ``sql`` starts (after comments) with DDL."""
+    match = _DDL_RE.match(sql)
+    if match is None:
+        return None
+    verb, modifiers, what = (match.group(n).upper() for n in (1, 2, 3))
+    return f"{verb} {'VIRTUAL ' if 'VIRTUAL' in modifiers else ''}{what}"
 
 
 def is_text(value: str) -> bool:

@@ -15,8 +15,12 @@ DO refuse non-finite numbers in every place a number can reach SQLite (``allow_i
 on params, the walk over ``args``): SQLite stores NaN as NULL, silently.
 DO call :func:`parse_message` for every body: it is the one place that turns any input (not
 UTF-8, lone surrogates, nesting too deep, numbers too long) into a ``ValidationError``, and
-never one whose claimed id SQLite cannot store. DON'T add a callable validator that runs per
-command or per param on the hot path without measuring. Measured on 10,000-command packed
+never one whose claimed id SQLite cannot store.
+DO turn a ``ValidationError`` into text only with :func:`summarize_validation` (or
+:func:`validation_problems`): one line of ``field: rule`` per problem, whichever union branch
+pydantic tried (client, CLI and the ledger say the same).
+DON'T add a callable validator that runs per command or per param on the hot path without
+measuring. Measured on 10,000-command packed
 messages (best of 15): statements with one float param each 37-39 ms before these checks,
 38-41 ms after (the float check runs only for floats); named commands with small nested
 args 53-55 ms before, 64 ms after (the walk over ``args`` is about 1 µs per command).
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import (
@@ -42,7 +48,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from efsqlite.core.names import (
     DB_NAME_PATTERN,
@@ -173,17 +179,23 @@ def _all_finite(args: dict[str, Any]) -> bool:
     return True
 
 
+#: The discriminated union's tags, as they appear in an error's ``loc`` (never a field name).
+_PACKED_TAG = "packed message"
+_STATEMENTS_TAG = "statements command"
+_NAMED_TAG = "named command"
+
+
 def _command_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         if "statements" in value:
-            return "statements"
+            return _STATEMENTS_TAG
         if "command" in value:
-            return "command"
+            return _NAMED_TAG
         return None
     if isinstance(value, StatementsCommand):
-        return "statements"
+        return _STATEMENTS_TAG
     if isinstance(value, NamedCommand):
-        return "command"
+        return _NAMED_TAG
     return None
 
 
@@ -212,14 +224,14 @@ class PackedMessage(_StrictModel):
 
 def _message_kind(value: Any) -> str | None:
     if (isinstance(value, dict) and "commands" in value) or isinstance(value, PackedMessage):
-        return "packed"
+        return _PACKED_TAG
     return _command_kind(value)
 
 
 Message = Annotated[
-    Annotated[PackedMessage, Tag("packed")]
-    | Annotated[StatementsCommand, Tag("statements")]
-    | Annotated[NamedCommand, Tag("command")],
+    Annotated[PackedMessage, Tag(_PACKED_TAG)]
+    | Annotated[StatementsCommand, Tag(_STATEMENTS_TAG)]
+    | Annotated[NamedCommand, Tag(_NAMED_TAG)],
     Discriminator(
         _message_kind,
         custom_error_type="message_kind",
@@ -367,3 +379,206 @@ def message_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"efsqlite write message, wire format v{WIRE_VERSION}"
     return schema
+
+
+# -- one line per ValidationError -------------------------------------------------------------
+#: ``loc`` entries that name a union branch, not a field: pydantic's names for the branches of
+#: a plain union (the model, or the type's schema repr) and this module's tags.
+_BRANCH_NAMES = frozenset(
+    {
+        _PACKED_TAG,
+        _STATEMENTS_TAG,
+        _NAMED_TAG,
+        "PackedMessage",
+        "StatementsCommand",
+        "NamedCommand",
+        "str",
+        "int",
+        "bool",
+        "float",
+        "none",
+        "bytes",
+        "list",
+        "dict",
+        "constrained-int",
+        "constrained-str",
+        "constrained-float",
+        "constrained-bytes",
+    }
+)
+#: What a type error says a value must be.
+_TYPE_NOUNS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "none_required": "null",
+}
+#: How a pattern rule names the value it checks, by field.
+_FIELD_NOUNS = {"db": "a database name", "command": "a command name"}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "≥"),
+    "less_than_equal": ("le", "≤"),
+    "greater_than": ("gt", ">"),
+    "less_than": ("lt", "<"),
+}
+#: Longest summary :func:`summarize_validation` returns (the ledger keeps an excerpt anyway).
+MAX_SUMMARY_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input: where (``loc``, with union branches left out), as text
+    (``field``: ``db``, ``statements[0].params[1]``), and the rule it breaks."""
+
+    loc: tuple[str | int, ...]
+    field: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.rule}"
+
+
+def _is_branch(loc: Sequence[str | int], index: int, *, key_first: bool) -> bool:
+    part = loc[index]
+    if not isinstance(part, str) or (index == 0 and key_first):
+        return False  # an index, or a key of a dict-typed union branch, whatever it says
+    return part in _BRANCH_NAMES or "[" in part
+
+
+def _field(loc: Sequence[str | int], root: str) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or root
+
+
+def _rule(error: ErrorDetails, loc: tuple[str | int, ...]) -> str:
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    if kind in _TYPE_NOUNS:
+        return f"must be {_TYPE_NOUNS[kind]}"
+    if kind == "string_pattern_mismatch":
+        name = loc[-1] if loc else None
+        noun = _FIELD_NOUNS.get(name, "") if isinstance(name, str) else ""
+        return f"{noun + ' ' if noun else ''}must match {ctx.get('pattern')}"
+    if kind in _BOUNDS:
+        key, sign = _BOUNDS[kind]
+        value = error.get("input")
+        what = "an integer " if type(value) is int else ""
+        return f"must be {what}{sign} {ctx.get(key)}"
+    if kind == "string_too_short":
+        least = ctx.get("min_length")
+        return "must not be empty" if least == 1 else f"must be at least {least} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "too_short":
+        return f"must hold at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"must hold at most {ctx.get('max_length')} items"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "json_invalid":
+        return f"not valid JSON: {ctx.get('error', error['msg'])}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _branch_score(errors: Sequence[tuple[tuple[str | int, ...], ErrorDetails]]) -> int:
+    """How badly a union branch missed: a wrong type at its root is no match at all; each
+    missing or unknown field directly under it a near miss; anything deeper, a match."""
+    score = 0
+    for rest, error in errors:
+        if not rest and error["type"] in _TYPE_NOUNS:
+            score += 100
+        elif len(rest) == 1 and error["type"] in ("missing", "extra_forbidden"):
+            score += 1
+    return score
+
+
+def _collapse(
+    errors: Sequence[tuple[tuple[str | int, ...], ErrorDetails]], *, key_first: bool = False
+) -> list[tuple[tuple[str | int, ...], ErrorDetails]]:
+    """Keep, for every union, only the errors of the branches that came closest.
+
+    ``key_first``: each ``loc`` starts with a dict key (the errors of a ``dict[...]`` branch).
+    """
+    out: list[tuple[tuple[str | int, ...], ErrorDetails]] = []
+    # prefix before the first branch name -> branch name -> (rest of loc, error)
+    unions: dict[tuple[str | int, ...], dict[str, list[tuple[tuple[str | int, ...], Any]]]] = {}
+    order: list[tuple[str | int, ...] | None] = []
+    for loc, error in errors:
+        cut = next((i for i in range(len(loc)) if _is_branch(loc, i, key_first=key_first)), None)
+        if cut is None:
+            out.append((loc, error))
+            order.append(None)
+            continue
+        prefix = loc[:cut]
+        if prefix not in unions:
+            unions[prefix] = {}
+            order.append(prefix)
+        unions[prefix].setdefault(str(loc[cut]), []).append((loc[cut + 1 :], error))
+    result: list[tuple[tuple[str | int, ...], ErrorDetails]] = []
+    plain = iter(out)
+    for at in order:
+        if at is None:
+            result.append(next(plain))
+            continue
+        branches = unions[at]
+        scores = {name: _branch_score(found) for name, found in branches.items()}
+        best = min(scores.values())
+        for name, found in branches.items():
+            if scores[name] == best:
+                keyed = name.startswith("dict[")
+                result.extend(
+                    (at + rest, error) for rest, error in _collapse(found, key_first=keyed)
+                )
+    return result
+
+
+def validation_problems(exc: ValidationError) -> list[Problem]:
+    """``exc``'s problems, one per field, in order: for a union, only what the closest
+    branches say (a type mismatch in every branch reads ``must be a string or an integer``)."""
+    errors = [(tuple(e["loc"]), e) for e in exc.errors(include_url=False)]
+    grouped: dict[tuple[str | int, ...], list[ErrorDetails]] = {}
+    for loc, error in _collapse(errors):
+        grouped.setdefault(loc, []).append(error)
+    problems: list[Problem] = []
+    for loc, found in grouped.items():
+        field = _field(loc, "")
+        specific = [e for e in found if e["type"] not in _TYPE_NOUNS]
+        if specific:
+            # A branch whose type matched says what is wrong; the last is the most lenient.
+            rule = _rule(specific[-1], loc)
+        else:
+            nouns = list(dict.fromkeys(_TYPE_NOUNS[e["type"]] for e in found))
+            rule = "must be " + (
+                nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " or " + nouns[-1]
+            )
+        problems.append(Problem(loc, field, rule))
+    return problems
+
+
+def summarize_validation(
+    exc: ValidationError, *, root: str = "body", limit: int = 5, max_chars: int = MAX_SUMMARY_CHARS
+) -> str:
+    """``exc`` as one line: ``field: rule; field: rule; and N more``, at most ``max_chars``.
+
+    ``root`` names the whole input, for a problem with no field (``body: not valid JSON``).
+    """
+    problems = validation_problems(exc)
+    parts = [f"{p.field or root}: {p.rule}" for p in problems[:limit]]
+    if len(problems) > limit:
+        parts.append(f"and {len(problems) - limit} more")
+    text = "; ".join(parts).replace("\n", " ")
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
