@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 ## dev: run the whole stack locally (local SQS, writer poller, reader) until Ctrl-C
 dev: $(STAMP)
+	EFSQLITE_DATABASES=todo \
 	EFSQLITE_MIGRATIONS_DIR=examples/todo/migrations \
 	EFSQLITE_COMMANDS=examples.todo.commands:registry \
 	EFSQLITE_QUERIES=examples.todo.queries:queries \

@@ -94,7 +94,9 @@ def _record(body: str, sequence: int) -> dict[str, Any]:
 
 def writer_alone(folder: Path, commands: list[dict[str, Any]], per_message: int) -> dict[str, Any]:
     """Apply ``commands`` through Writer.handle_event, 10 messages per event."""
-    settings = WriterSettings(data_dir=folder, migrations_dir=MIGRATIONS, commands=REGISTRY)
+    settings = WriterSettings(
+        data_dir=folder, migrations_dir=MIGRATIONS, commands=REGISTRY, databases="*"
+    )
     writer = Writer(settings)
     writer.database("main")  # migrations outside the timing, as a warm Lambda
     bodies = []

@@ -91,7 +91,9 @@ def build(root: Path, accounts: int, filler_mb: int) -> Path:
     migrations = root / "migrations"
     migrations.mkdir(parents=True, exist_ok=True)
     (migrations / "0001_bench.sql").write_text(MIGRATION)
-    writer = Writer(WriterSettings(data_dir=root / "data", migrations_dir=migrations))
+    writer = Writer(
+        WriterSettings(data_dir=root / "data", migrations_dir=migrations, databases="*")
+    )
     chunk = 1000
     n = 0
 

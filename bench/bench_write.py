@@ -88,7 +88,12 @@ def worker_efsqlite(args: argparse.Namespace) -> None:
     migrations.mkdir(parents=True, exist_ok=True)
     (migrations / "0001_items.sql").write_text(TABLE_SQL + ";\n")
     writer = Writer(
-        WriterSettings(data_dir=data_dir, migrations_dir=migrations, journal_mode=args.journal_mode)
+        WriterSettings(
+            data_dir=data_dir,
+            migrations_dir=migrations,
+            journal_mode=args.journal_mode,
+            databases="*",
+        )
     )
     prefix = f"{args.db}-{os.getpid()}"
     counter = 0

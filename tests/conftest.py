@@ -45,6 +45,7 @@ def writer_env(
 ) -> dict[str, str]:
     env = {
         "EFSQLITE_DATA_DIR": str(data_dir),
+        "EFSQLITE_DATABASES": "*",
         "EFSQLITE_MIGRATIONS_DIR": str(migrations_dir),
         "EFSQLITE_COMMANDS": "tests.support.sample_app:registry",
         "EFSQLITE_BUSY_TIMEOUT_MS": "200",

@@ -54,7 +54,12 @@ class Stack:
     """One ``efsqlite dev`` process on free ports, with its own data and migrations folders."""
 
     def __init__(
-        self, root: Path, *, visibility_timeout: int = 30, max_receive_count: int = 5
+        self,
+        root: Path,
+        *,
+        visibility_timeout: int = 30,
+        max_receive_count: int = 5,
+        databases: str | None = None,
     ) -> None:
         self.data_dir = root / "data"
         self.migrations = root / "migrations"
@@ -63,6 +68,7 @@ class Stack:
         self.ports = (free_port(), free_port(), free_port())
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
+        self.databases = databases
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / "stack.log"
         self.endpoints: dict[str, Any] = {}
@@ -92,6 +98,7 @@ class Stack:
             COMMANDS,
             "--queries",
             QUERIES,
+            *(["--databases", self.databases] if self.databases else []),
         ]
 
     def start(self, timeout: float = 60.0) -> dict[str, Any]:

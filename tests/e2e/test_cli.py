@@ -186,7 +186,11 @@ def test_aws_mode_finds_the_dlq_from_the_redrive_policy(stack: Stack) -> None:
         db: {
             "position": last,
             "schema_version": 1,
-            "outcomes": {"applied": 2, "rejected": 1, "pending": 0},
+            "outcomes": {"applied": 2, "rejected": 1},
+            "pending": 0,
+            "in_dlq": 0,
+            "blocked_by": None,
+            "failures": [],
             "via": "reader",
         }
     }

@@ -41,11 +41,12 @@ def test_failed_command_goes_to_dlq_and_redrive_applies_it_once(own_stack: Any) 
         MessageGroupId="main",
         MessageDeduplicationId="retry-of-prio-1",
     )
-    # THEN SQS delivers each copy twice, each delivery fails (pending, with its reason), and
-    # both copies land in the DLQ
+    # THEN SQS delivers each copy twice, each delivery fails (with its reason), and both
+    # copies land in the DLQ, where the ledger says it is, with no receive left
     wait_until(lambda: stack.queue_depth("dlq_url") == 2, timeout=60, what="the DLQ")
     status = reader.command_status("prio-1", db="main")
-    assert status.state == "pending" and status.error_type == "SchemaNotReady"
+    assert status.state == "in_dlq" and status.error_type == "SchemaNotReady"
+    assert (status.receive_count, status.receives_left) == (2, 0)
     assert stack.queue_depth("queue_url") == 0
     # AND the group moves on once they are out of the way
     later = writer.send(named_command("main", "add_todo", {"id": "t2", "title": "b"}))

@@ -51,6 +51,10 @@ def test_rejected_command_is_reported_and_the_group_keeps_moving(stack: Stack) -
         "error_type": "NotFound",
         "error_message": bad_status.error_message,
         "attempts": None,
+        "receive_count": None,
+        "receives_left": None,
+        "failing_since_ms": None,
+        "last_failed_ms": None,
     }
     # AND `send --wait` of a refused command says so on one line and exits 3
     sent = stack.cli(

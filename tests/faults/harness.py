@@ -135,7 +135,7 @@ def make_template(root: Path) -> tuple[Path, Path]:
 
     migrations = make_migrations(root)
     data = root / "template"
-    writer = Writer(WriterSettings(data_dir=data, migrations_dir=migrations))
+    writer = Writer(WriterSettings(data_dir=data, migrations_dir=migrations, databases="*"))
     writer.database(DB)
     writer.close()
     return data / f"{DB}.sqlite", migrations

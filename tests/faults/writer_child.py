@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
             data_dir=data_dir,
             migrations_dir=migrations_dir,
             journal_mode=journal_mode,  # type: ignore[arg-type]
+            databases="*",
         )
     )
     os.write(1, b'{"ready": true}\n')

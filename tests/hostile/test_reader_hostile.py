@@ -65,7 +65,9 @@ def make_world(root: Path, *, blobs: int = 0) -> Writer:
     migrations = root / "migrations"
     migrations.mkdir(parents=True, exist_ok=True)
     (migrations / "0001_app.sql").write_text(SCHEMA)
-    writer = Writer(WriterSettings(data_dir=root / "data", migrations_dir=migrations))
+    writer = Writer(
+        WriterSettings(data_dir=root / "data", migrations_dir=migrations, databases="*")
+    )
     write(writer, SEED)
     if blobs:
         fill = (
@@ -377,7 +379,9 @@ def test_direct_mode_reads_tables_a_migration_adds(tmp_path: Path) -> None:
     # WHEN the writer's next cold start applies a migration that adds a table
     (tmp_path / "migrations" / "0002_later.sql").write_text("CREATE TABLE later (x INTEGER);")
     writer = Writer(
-        WriterSettings(data_dir=tmp_path / "data", migrations_dir=tmp_path / "migrations")
+        WriterSettings(
+            data_dir=tmp_path / "data", migrations_dir=tmp_path / "migrations", databases="*"
+        )
     )
     writer.database("main")
     writer.close()

@@ -629,7 +629,7 @@ def test_migration_that_is_not_text_fails_the_batch_naming_the_file(
     result = app.writer.handle_event(sqs_event(record))
     assert result.failed_message_ids() == [record["messageId"]]
     [batch] = result.batches
-    assert batch.failure_type == "MigrationError"
+    assert batch.failure_type == "MigrationFailed"
     assert "0002_broken.sql" in (batch.failure_message or "") and message in (
         batch.failure_message or ""
     )

@@ -211,9 +211,13 @@ def environment(t: Template, function: str) -> dict[str, Any]:
 
 
 def resolved_environment(t: Template, function: str) -> dict[str, str]:
-    """The function's variables with parameters at their defaults, as Lambda would pass them."""
+    """The function's variables with parameters at their defaults, as Lambda would pass them
+    (a parameter without a default, which the deployer must give, is left out)."""
     out = {}
     for key, value in environment(t, function).items():
+        param = parameter(t, value)
+        if param is not None and "Default" not in param:
+            continue
         value = resolve(t, value)
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out

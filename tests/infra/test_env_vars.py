@@ -25,6 +25,7 @@ EXAMPLES = {
     "ReaderQueries": "my_app.queries:registry",
     "SqliteHeapMb": "256",
     "ExtraFunctions": "slugify,haversine",
+    "Databases": "app,tenant-*",
 }
 
 
@@ -50,7 +51,7 @@ MODELS: dict[str, Callable[[], type[SettingsModel]]] = {
 
 def candidate_values(param: dict[str, Any], name: str) -> list[str]:
     """Every value worth trying for a parameter: its bounds, its choices, its default."""
-    values = [param.get("Default")]
+    values = [param["Default"]] if "Default" in param else []
     values += list(param.get("AllowedValues") or [])
     values += [param[k] for k in ("MinValue", "MaxValue") if k in param]
     if name in EXAMPLES:

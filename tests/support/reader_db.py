@@ -35,7 +35,7 @@ def make_writer(root: Path) -> Writer:
     migrations = root / "migrations"
     migrations.mkdir(parents=True, exist_ok=True)
     (migrations / "0001_accounts.sql").write_text(MIGRATION)
-    return Writer(WriterSettings(data_dir=root / "data", migrations_dir=migrations))
+    return Writer(WriterSettings(data_dir=root / "data", migrations_dir=migrations, databases="*"))
 
 
 def write(

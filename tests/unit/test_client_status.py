@@ -9,7 +9,6 @@ from typing import Any
 from efsqlite.client.exceptions import ReadRequestError
 from efsqlite.client.queues import QueueCounts
 from efsqlite.client.status import (
-    OUTCOMES_SQL,
     DatabaseStatus,
     SqliteVersions,
     StatusReport,
@@ -18,6 +17,10 @@ from efsqlite.client.status import (
     reader_sqlite_version,
 )
 from efsqlite.core import engine
+from efsqlite.core.ledger import LedgerSummary
+from efsqlite.core.position import Position
+
+from tests.support.statuses import FAILING
 
 
 class Answer:
@@ -25,30 +28,42 @@ class Answer:
         self.rows, self.position, self.schema_version = rows, position, schema
 
 
+BLOCKER = FAILING
+SUMMARY = LedgerSummary(Position(7), 2, {"applied": 3}, 1, 0, [BLOCKER], BLOCKER)
+
+
 class ScriptedReader:
     def __init__(self, answers: dict[str, Any]) -> None:
         self.answers = answers
         self.asked: list[tuple[str, str]] = []
 
-    def query(self, sql: str, *, db: str) -> Answer:
-        self.asked.append((sql, db))
-        answer = self.answers[sql]
+    def _answer(self, key: str, db: str) -> Any:
+        self.asked.append((key, db))
+        answer = self.answers[key]
         if isinstance(answer, Exception):
             raise answer
-        return answer  # type: ignore[no-any-return]
+        return answer
+
+    def query(self, sql: str, *, db: str) -> Answer:
+        return self._answer(sql, db)  # type: ignore[no-any-return]
+
+    def database_status(self, db: str) -> LedgerSummary:
+        return self._answer("database_status", db)  # type: ignore[no-any-return]
 
 
 def test_database_status_through_the_reader() -> None:
-    reader: Any = ScriptedReader({OUTCOMES_SQL: Answer([["applied", 3], ["pending", 1]])})
+    reader: Any = ScriptedReader({"database_status": SUMMARY})
     status = database_status(reader, "main")
-    assert status == DatabaseStatus("7", 2, {"applied": 3, "pending": 1}, "reader")
+    assert status == DatabaseStatus(
+        "7", 2, {"applied": 3}, "reader", None, 1, 0, BLOCKER, [BLOCKER]
+    )
     assert status.count("applied") == 3 and status.count("rejected") == 0
-    assert reader.asked == [(OUTCOMES_SQL, "main")]
+    assert reader.asked == [("database_status", "main")]
 
 
 def test_a_refused_database_is_an_error_entry_not_an_exception(tmp_path: Path) -> None:
     refused = ReadRequestError("DatabaseNotFound", "no database named 'x'")
-    reader: Any = ScriptedReader({OUTCOMES_SQL: refused})
+    reader: Any = ScriptedReader({"database_status": refused})
     status = database_status(reader, "x", tmp_path / "x.sqlite")
     assert not status.ok and status.as_dict() == {
         "error": "DatabaseNotFound: no database named 'x'"
@@ -60,15 +75,28 @@ def test_a_refused_database_is_an_error_entry_not_an_exception(tmp_path: Path) -
 
 
 def test_database_status_from_a_file_with_a_ledger(tmp_path: Path) -> None:
-    from efsqlite.core.ledger import ensure_ledger
+    from efsqlite.core.ledger import ensure_ledger, record_failure
 
     path = tmp_path / "main.sqlite"
     conn = engine.Connection(str(path))
     ensure_ledger(conn)
     conn.execute("PRAGMA user_version = 3")
+    record_failure(
+        conn,
+        "c-1",
+        message_id="m-1",
+        error_type="SchemaNotReady",
+        error_message="needs 4",
+        at_ms=5,
+        receive_count=5,
+        max_receives=5,
+    )
     conn.close()
     status = database_status_from_file(path)
-    assert status == DatabaseStatus("0", 3, {"pending": 0}, "file")
+    assert (status.position, status.schema_version, status.via) == ("0", 3, "file")
+    # the one failure used its last receive: in the DLQ, so it blocks nothing
+    assert (status.pending, status.in_dlq, status.blocked_by) == (0, 1, None)
+    assert [f.state for f in status.failures] == ["in_dlq"]
 
 
 def test_reader_sqlite_version_is_none_when_the_reader_refuses() -> None:
@@ -83,7 +111,7 @@ def test_the_report_keeps_the_status_json_shape() -> None:
         queue=QueueCounts(1, 2, 3),
         dlq=None,
         databases={
-            "main": DatabaseStatus("7", 2, {"applied": 1}, "reader"),
+            "main": DatabaseStatus.from_summary(SUMMARY, "reader"),
             "x": DatabaseStatus(error="E: no"),
         },
         sqlite=SqliteVersions(local="3.54.1", reader=None),
@@ -95,7 +123,11 @@ def test_the_report_keeps_the_status_json_shape() -> None:
             "main": {
                 "position": "7",
                 "schema_version": 2,
-                "outcomes": {"applied": 1},
+                "outcomes": {"applied": 3},
+                "pending": 1,
+                "in_dlq": 0,
+                "blocked_by": BLOCKER.to_json(),
+                "failures": [BLOCKER.to_json()],
                 "via": "reader",
             },
             "x": {"error": "E: no"},

@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from efsqlite.core.ledger import CommandStatus
+from efsqlite.core.ledger import CommandStatus, LedgerSummary
 from efsqlite.core.position import Position
 from efsqlite.read.answers import (
     AnswerFormatError,
+    DatabaseStatusAnswer,
     ErrorAnswer,
     QueryResult,
     StatusAnswer,
     decode,
 )
 from efsqlite.read.exceptions import NotYetAtPositionError
+
+from tests.support.statuses import FAILING, PARKED
 
 BIG = Position(18849496460467696128)
 
@@ -39,10 +42,18 @@ BIG = Position(18849496460467696128)
             stale=True,
         ),
         StatusAnswer("main", CommandStatus("c4", "unknown"), Position.ZERO),
+        StatusAnswer("main", FAILING, Position(9)),
+        StatusAnswer("main", PARKED, Position(9)),
+        StatusAnswer("main", CommandStatus("c7", "unknown"), Position(9), blocked_by=FAILING),
+        DatabaseStatusAnswer(
+            "main",
+            LedgerSummary(BIG, 2, {"applied": 5, "rejected": 1}, 1, 1, [FAILING, PARKED], FAILING),
+        ),
+        DatabaseStatusAnswer("empty", LedgerSummary(Position.ZERO, 0, {}, 0, 0, [], None)),
         ErrorAnswer("NotYetAtPosition", "later", True, {"position": "5"}),
     ],
 )
-def test_every_answer_round_trips(answer: QueryResult | StatusAnswer | ErrorAnswer) -> None:
+def test_every_answer_round_trips(answer: Any) -> None:
     # GIVEN an answer  WHEN serialized as the reader does and decoded as the client does
     # THEN it is the same answer
     assert decode(answer.to_json()) == answer
@@ -66,6 +77,33 @@ def test_a_read_error_serializes_through_the_same_type() -> None:
         {"columns": "a", "rows": [], "position": "5", "schema_version": 1},
         {"command_id": "c1", "status": "done", "db": "main", "current_position": "1"},
         {"command_id": "c1", "status": "applied", "db": "main", "current_position": 1.5},
+        {
+            "db": "main",
+            "position": "1",
+            "schema_version": 1,
+            "outcomes": {},
+            "pending": 0,
+            "in_dlq": 0,
+            "failures": [],
+            "blocked_by": {"command_id": "c", "status": "applied", "last_failure": {}},
+        },
+        {
+            "db": "main",
+            "position": "1",
+            "schema_version": 1,
+            "outcomes": [],
+            "pending": 0,
+            "in_dlq": 0,
+            "failures": [],
+            "blocked_by": None,
+        },
+        {
+            "command_id": "c1",
+            "status": "pending",
+            "db": "main",
+            "current_position": "1",
+            "last_failure": {"type": "X", "receive_count": "2"},
+        },
         {"error": "boom"},
         {"error": {"type": "X", "message": "m", "retryable": "yes"}},
     ],

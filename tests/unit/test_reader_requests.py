@@ -78,6 +78,11 @@ def error_type(answer: dict[str, Any]) -> str | None:
         {"db": "main", "command_id": "x" * 129},
         {"db": "main", "command_id": "c-1", "sql": "SELECT 1"},
         {"command_id": "c-1"},
+        {"database_status": True},
+        {"db": "main", "database_status": False},
+        {"db": "main", "database_status": 1},
+        {"db": "main", "database_status": True, "sql": "SELECT 1"},
+        {"db": "Main!", "database_status": True},
     ],
 )
 def test_malformed_payloads_are_invalid_requests(reader: Reader, payload: Any) -> None:
@@ -250,4 +255,41 @@ def test_lambda_context_bounds_the_wait(root: Path) -> None:
     assert error_type(answer) == "NotYetAtPosition"
     assert answer["error"]["retryable"] is True
     assert answer["error"]["position"].isdigit()
+    reader.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_database_status_is_read_fresh_from_the_source(tmp_path: Path, mode: str) -> None:
+    # GIVEN a reader whose snapshot is warm
+    writer = make_writer(tmp_path)
+    seed_accounts(writer)
+    reader = make_reader(tmp_path, read_mode=mode, max_staleness_ms=60_000)
+    before = reader.handle({"db": "main", "database_status": True})
+    assert (before["pending"], before["in_dlq"], before["blocked_by"]) == (0, 0, None)
+    assert before["outcomes"]["applied"] >= 1
+    # WHEN a command fails on its second receive: a failure moves no position
+    early = {"v": 1, "id": "c-early", "db": "main", "expect_schema": 9,
+             "statements": [{"sql": "DELETE FROM accounts", "params": []}]}  # fmt: skip
+    record = sqs_record(early)
+    record["attributes"]["ApproximateReceiveCount"] = "2"
+    assert writer.handle_event(sqs_event(record)).failed_message_ids()
+    # THEN the database status shows it at once, blocking the group, receives counted
+    after = reader.handle({"db": "main", "database_status": True})
+    assert after["position"] == before["position"] and after["pending"] == 1
+    blocker = after["blocked_by"]
+    assert blocker["command_id"] == "c-early" and blocker["status"] == "pending"
+    assert blocker["last_failure"]["type"] == "SchemaNotReady"
+    assert blocker["last_failure"]["receive_count"] == 2
+    # AND a command not seen yet is answered with the command its group waits on
+    waiting = reader.handle({"db": "main", "command_id": "c-later"})
+    assert waiting["status"] == "unknown" and waiting["blocked_by"] == blocker
+    assert "blocked_by" not in reader.handle({"db": "main", "command_id": "c-early"})
+    # AND the Function URL serves the same answer at GET /databases/{db}
+    url = reader.handle(function_url_event("GET", "/databases/main"))
+    assert url["statusCode"] == 200 and json.loads(url["body"]) == after
+    wrong = reader.handle(function_url_event("POST", "/databases/main", body="{}"))
+    assert wrong["statusCode"] == 405
+    missing = reader.handle({"db": "nope", "database_status": True})
+    assert error_type(missing) == "DatabaseNotFound"
+    writer.close()
     reader.close()

@@ -1,8 +1,10 @@
 """``efsqlite send``: one write command (SQL or a named command), optionally waiting for it.
 
 DO build the command with the client's helpers (``sql_command``, ``named_command``) so the CLI
-sends exactly what a Python producer would. DON'T validate here: ``WriteClient`` refuses an
-invalid command before sending, with the writer's own models.
+sends exactly what a Python producer would, and check it with the client's ``encode_command``
+(the writer's own models) before any client is built: a mistake then needs no running stack,
+and its one line names the flag (``--db 'x y': a database name must match ...``).
+DON'T write validation rules here: the wire format's models are their one source.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from typing import Any
 
 from efsqlite.cli.common import (
     EXIT_REJECTED,
+    EXIT_TIMEOUT,
     UsageError,
+    command_error,
     json_arg,
     json_params,
     print_json,
     read_client,
     write_client,
 )
+from efsqlite.client.exceptions import WaitTimeoutError
 
 
 def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
@@ -37,8 +42,22 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
     send.set_defaults(func=run)
 
 
+def _flags(args: argparse.Namespace) -> dict[tuple[str | int, ...], tuple[str, Any]]:
+    sql = args.sql if args.sql is not None and len(args.sql) <= 40 else None
+    return {
+        ("db",): ("--db", args.db),
+        ("id",): ("--id", args.id),
+        ("expect_schema",): ("--expect-schema", args.expect_schema),
+        ("statements", 0, "sql"): ("--sql", sql),
+        ("statements", 0, "params"): ("--params", None),
+        ("command",): ("--command", args.command),
+        ("args",): ("--args", None),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
-    from efsqlite.client import named_command, sql_command
+    from efsqlite.client import encode_command, named_command, sql_command
+    from efsqlite.client.exceptions import InvalidCommandError
 
     if args.command is not None and args.params is not None:
         raise UsageError("--params goes with --sql; a named command takes --args")
@@ -59,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         command = named_command(
             args.db, args.command, command_args, id=args.id, expect_schema=args.expect_schema
         )
+    try:
+        encode_command(command)
+    except InvalidCommandError as exc:
+        raise command_error(exc, _flags(args)) from None
     bookmark = write_client(args).send(command)
     result: dict[str, Any] = {
         "db": bookmark.db,
@@ -69,7 +92,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.wait:
         print_json(result)
         return 0
-    status = read_client(args).wait_for(bookmark, timeout=args.timeout)
+    try:
+        status = read_client(args).wait_for(bookmark, timeout=args.timeout)
+    except WaitTimeoutError as exc:
+        # The message was sent: its bookmark goes to stdout whatever happens next.
+        last = exc.status
+        result.update(state=last.state if last else "unknown", position=None)
+        if last is not None and last.failing:
+            result.update(error_type=last.error_type, error_message=last.error_message)
+        print_json(result)
+        sys.stderr.write(f"efsqlite: {'' if exc.reason else 'timeout: '}{exc}\n")
+        return EXIT_TIMEOUT
     result.update(state=status.state, position=status.position)
     if status.state == "rejected":
         result.update(error_type=status.error_type, error_message=status.error_message)

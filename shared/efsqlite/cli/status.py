@@ -1,5 +1,6 @@
-"""``efsqlite status``: queue and DLQ counts, each database's position, schema and outcomes,
-the SQLite releases; or, with ``--command ID``, one command's outcome.
+"""``efsqlite status``: queue and DLQ counts, each database's position, schema, outcomes and
+failing commands (a blocked group named, with its head command's last error and receives left),
+the SQLite releases; or, with ``--command ID``, one command's state and why.
 
 The facts come from :mod:`efsqlite.client.status`; this module only prints them.
 DON'T change the shape of ``--json``: scripts and the e2e suite read it
@@ -20,6 +21,7 @@ from efsqlite.cli.common import (
     read_client,
     session,
 )
+from efsqlite.client.explain import blocked_line, describe_failure
 
 
 def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
@@ -36,9 +38,19 @@ def _command_status(args: argparse.Namespace) -> int:
     if not args.db or len(args.db) != 1:
         raise UsageError("--command needs exactly one --db")
     db = args.db[0]
-    status = read_client(args).command_status(args.command_id, db=db)
+    reader = read_client(args)
+    status = reader.command_status(args.command_id, db=db)
     if args.json:
         print_json({"db": db, **status.to_json()})
+        return EXIT_REJECTED if status.state == "rejected" else 0
+    if status.failing:
+        state = "in the DLQ" if status.state == "in_dlq" else "pending, being retried"
+        print(f"{status.id} on {db}: {state} ({describe_failure(status)})")
+    elif status.state == "unknown":
+        why = reader.why_not_settled(db, status)
+        print(
+            f"{status.id} on {db}: unknown (not seen by the writer yet{'; ' + why if why else ''})"
+        )
     else:
         line = f"{status.id} on {db}: {status.state}"
         if status.position:
@@ -71,10 +83,17 @@ def run(args: argparse.Namespace) -> int:
                 f"{counts.delayed} delayed"
             )
     rows: list[list[Any]] = []
+    blocked: list[str] = []
     for db, info in report.databases.items():
         if info.error is not None:
-            rows.append([db, "?", "?", "?", "?", "?", info.error])
+            rows.append([db, "?", "?", "?", "?", "?", "?", info.error])
             continue
+        note = ""
+        if info.blocked_by is not None:
+            note = f"BLOCKED by {info.blocked_by.id}"
+            blocked.append(blocked_line(db, info.blocked_by))
+        elif info.in_dlq:
+            note = "commands in the DLQ: efsqlite redrive"
         rows.append(
             [
                 db,
@@ -82,13 +101,25 @@ def run(args: argparse.Namespace) -> int:
                 info.schema_version,
                 info.count("applied"),
                 info.count("rejected"),
-                info.count("pending"),
-                "",
+                info.pending,
+                info.in_dlq,
+                note,
             ]
         )
     if rows:
-        columns = ["database", "position", "schema", "applied", "rejected", "pending", "note"]
+        columns = [
+            "database",
+            "position",
+            "schema",
+            "applied",
+            "rejected",
+            "pending",
+            "in_dlq",
+            "note",
+        ]
         print(format_table(columns, rows))
+        for line in blocked:
+            print(line)
     else:
         print("no databases yet (pass --db NAME to ask about one)")
     return 0

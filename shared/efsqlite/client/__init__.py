@@ -34,18 +34,28 @@ from pydantic import TypeAdapter, ValidationError
 
 from efsqlite.client.exceptions import (
     ClientConfigError,
+    DeadLetteredError,
     InvalidCommandError,
     ReaderInvokeError,
     ReadRequestError,
     SendError,
     WaitTimeoutError,
 )
+from efsqlite.client.explain import blocked_line, describe_failure, unknown_database_line
 from efsqlite.core.ledger import CommandStatus as CommandStatus
+from efsqlite.core.ledger import LedgerSummary as LedgerSummary
 from efsqlite.core.position import Position
 from efsqlite.read import answers
 from efsqlite.read.answers import QueryResult as QueryResult
 from efsqlite.write.exceptions import MessageTooLargeError
-from efsqlite.write.wire import MAX_MESSAGE_BYTES, MAX_PACKED_COMMANDS, AnyCommand, Command
+from efsqlite.write.wire import (
+    MAX_MESSAGE_BYTES,
+    MAX_PACKED_COMMANDS,
+    AnyCommand,
+    Command,
+    summarize_validation,
+    validation_problems,
+)
 
 ENDPOINTS_ENV = "EFSQLITE_ENDPOINTS"
 QUEUE_URL_ENV = "EFSQLITE_QUEUE_URL"
@@ -292,11 +302,10 @@ def encode_command(command: Mapping[str, Any] | AnyCommand) -> EncodedCommand:
         parsed = _COMMAND_ADAPTER.validate_json(text)
     except ValidationError as exc:
         where = data.get("id") if isinstance(data, dict) else None
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'command'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
-        raise InvalidCommandError(f"invalid command {where!r}: {problems}") from None
+        raise InvalidCommandError(
+            f"invalid command {where!r}: {summarize_validation(exc, root='command')}",
+            validation_problems(exc),
+        ) from None
     encoded = EncodedCommand(parsed.id, parsed.db, text)
     if encoded.size > MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(
@@ -536,7 +545,9 @@ class ReadClient:
             else _client("lambda", self.endpoints, session)
         )
 
-    def invoke(self, payload: Mapping[str, Any]) -> answers.QueryResult | answers.StatusAnswer:
+    def invoke(
+        self, payload: Mapping[str, Any]
+    ) -> answers.QueryResult | answers.StatusAnswer | answers.DatabaseStatusAnswer:
         """One synchronous invoke, decoded (:mod:`efsqlite.read.answers`); a typed error
         answer raises :class:`ReadRequestError`."""
         from botocore.exceptions import BotoCoreError, ClientError
@@ -617,20 +628,34 @@ class ReadClient:
             payload["timeout_ms"] = timeout_ms
         answer = self.invoke(payload)
         if not isinstance(answer, QueryResult):
-            raise ReaderInvokeError("reader answered a query with a command status")
+            raise ReaderInvokeError("reader answered a query with a status")
         return answer
 
     def command_status(self, command_id: str, *, db: str) -> CommandStatus:
-        """Has this command settled? ``applied``/``rejected``, ``pending`` or ``unknown``."""
+        """Has this command settled? ``applied``/``rejected``; ``pending`` or ``in_dlq``
+        (failing, with its last failure and receives left); or ``unknown``."""
         answer = self.invoke({"db": db, "command_id": command_id})
         if not isinstance(answer, answers.StatusAnswer) or answer.status.id != command_id:
             raise ReaderInvokeError(f"reader did not answer the status of {command_id!r}")
         return answer.status
 
+    def database_status(self, db: str) -> LedgerSummary:
+        """The database's ledger, read fresh: outcome counts, failing commands, and the
+        command blocking its FIFO group (``blocked_by``), if one is."""
+        answer = self.invoke({"db": db, "database_status": True})
+        if not isinstance(answer, answers.DatabaseStatusAnswer) or answer.db != db:
+            raise ReaderInvokeError(f"reader did not answer the status of database {db!r}")
+        return answer.summary
+
     def wait_for(
         self, bookmark: Bookmark, timeout: float = 30.0, *, poll_s: float = 0.05
     ) -> CommandStatus:
-        """Poll until the bookmark's command is applied or rejected; raises on timeout."""
+        """Poll until the bookmark's command is applied or rejected.
+
+        Raises :class:`DeadLetteredError` as soon as the ledger says its message reached the
+        DLQ, and :class:`WaitTimeoutError` after ``timeout`` seconds; both carry the last
+        status and, when the ledger knows, why the database is not moving.
+        """
         deadline = time.monotonic() + timeout
         delay = poll_s
         while True:
@@ -643,19 +668,35 @@ class ReadClient:
                 status = CommandStatus(bookmark.id, "unknown")
             if status.settled:
                 return status
+            where = f"command {bookmark.id!r} on {bookmark.db!r}"
+            if status.state == "in_dlq":
+                raise DeadLetteredError(
+                    f"{where} is in the DLQ", status=status, reason=describe_failure(status)
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                detail = (
-                    f" (last error: {status.error_type}: {status.error_message})"
-                    if (status.error_type)
-                    else ""
-                )
                 raise WaitTimeoutError(
-                    f"command {bookmark.id!r} on {bookmark.db!r} is still {status.state} after "
-                    f"{timeout:g} s{detail}"
+                    f"{where} is still {status.state} after {timeout:g} s",
+                    status=status,
+                    reason=self.why_not_settled(bookmark.db, status),
                 )
             time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 0.5)
+
+    def why_not_settled(self, db: str, status: CommandStatus) -> str | None:
+        """Why a command of ``db`` has not settled, from the ledger; ``None`` if it does not
+        say (the queue may just be slow). Never raises for the reader's answer."""
+        if status.failing:
+            return describe_failure(status)
+        try:
+            summary = self.database_status(db)
+        except ReadRequestError as exc:
+            return unknown_database_line(db) if exc.error_type in _NOT_YET else None
+        except ReaderInvokeError:
+            return None
+        if summary.blocked_by is not None and summary.blocked_by.id != status.id:
+            return blocked_line(db, summary.blocked_by)
+        return None
 
 
 #: Before its first batch commits a database does not exist: keep waiting.

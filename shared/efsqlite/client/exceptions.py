@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from efsqlite.core.exceptions import EfsqliteError
+
+if TYPE_CHECKING:
+    from efsqlite.core.ledger import CommandStatus
+    from efsqlite.write.wire import Problem
 
 
 class ClientConfigError(EfsqliteError):
@@ -10,7 +17,14 @@ class ClientConfigError(EfsqliteError):
 
 
 class InvalidCommandError(EfsqliteError, ValueError):
-    """A command is refused before sending: it is not a valid wire format v1 command."""
+    """A command is refused before sending: it is not a valid wire format v1 command.
+
+    ``problems`` says which fields break which rule (empty when the command is not JSON).
+    """
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[Problem, ...] = tuple(problems)
 
 
 class SendError(EfsqliteError):
@@ -31,7 +45,23 @@ class ReaderInvokeError(EfsqliteError):
 
 
 class WaitTimeoutError(EfsqliteError, TimeoutError):
-    """A command did not settle within the time the caller gave it."""
+    """A command did not settle within the time the caller gave it.
+
+    ``status`` is its last status (``unknown``, ``pending`` or ``in_dlq``); ``reason`` says
+    why its database is not moving when the ledger knows (a blocked group, no such database),
+    else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, status: CommandStatus | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message if reason is None else f"{message}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class DeadLetteredError(WaitTimeoutError):
+    """The command's message reached the DLQ: waiting longer cannot settle it (redrive can)."""
 
 
 class QueueError(EfsqliteError):

@@ -1,56 +1,78 @@
-"""What the stack holds: queue and DLQ counts, each database's position, schema version and
-command outcomes, and the SQLite release the reader runs.
+"""What the stack holds: queue and DLQ counts, each database's position, schema version,
+command outcomes and failing commands (the one blocking its group, if any), and the SQLite
+release the reader runs.
 
 :func:`collect_status` gathers a :class:`StatusReport` (dataclasses; ``as_dict()`` is the JSON
-``efsqlite status --json`` prints). A database is asked of the reader first; if the reader
-refuses its ledger tables and the database's file is local (the local stack), the file is read
-directly, read-only.
+``efsqlite status --json`` prints). A database is asked of the reader (its
+``database_status`` request, read from the source file, never from a snapshot); if the reader
+cannot answer and the database's file is local (the local stack), the file is read directly,
+read-only.
 
 DO ask the reader: it is the only view of EFS a client has in AWS. DON'T open a database file
 for writing here: the writer owns it (files are opened read-only).
-DO keep the ledger queries in this module (``OUTCOMES_SQL``, ``SQLITE_VERSION_SQL``): the CLI
-and scripts ask the same questions the same way.
+DON'T count failures through a query on the reader's snapshot: it refreshes only when the
+position or schema version moves, and a failure moves neither (status once showed pending 0
+while a command was failing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from efsqlite.client import Endpoints, ReadClient
-from efsqlite.client.exceptions import ReadRequestError
+from efsqlite.client.exceptions import ReaderInvokeError, ReadRequestError
 from efsqlite.client.queues import QueueCounts, connect_sqs, queue_counts
 from efsqlite.core import engine
-from efsqlite.core.ledger import COMMANDS_TABLE, FAILURES_TABLE
+from efsqlite.core.ledger import CommandStatus, LedgerSummary
+from efsqlite.core.ledger import summary as ledger_summary
 
-#: One row per outcome (``applied``, ``rejected``, ...) and ``pending``: commands that failed
-#: and have not settled yet.
-OUTCOMES_SQL = (
-    f"SELECT outcome, count(*) FROM {COMMANDS_TABLE} GROUP BY outcome "
-    f"UNION ALL SELECT 'pending', count(*) FROM {FAILURES_TABLE}"
-)
 SQLITE_VERSION_SQL = "SELECT sqlite_version()"
 
 
 @dataclass(frozen=True, slots=True)
 class DatabaseStatus:
-    """One database: where its writer stands, or why that is unknown (``error``)."""
+    """One database: where its writer stands and what is failing, or why that is unknown
+    (``error``).
+
+    ``outcomes`` counts settled commands (``applied``, ``rejected``); ``pending`` and
+    ``in_dlq`` count failing ones; ``blocked_by`` is the command holding the database's FIFO
+    group while SQS retries it (``None`` when nothing is, or when the queue is empty so no
+    message can be waiting behind it).
+    """
 
     position: str | None = None
     schema_version: int | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
     via: str | None = None  # "reader" or "file"
     error: str | None = None
+    pending: int = 0
+    in_dlq: int = 0
+    blocked_by: CommandStatus | None = None
+    failures: list[CommandStatus] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def count(self, outcome: str) -> int:
-        """How many commands have ``outcome`` (``applied``, ``rejected``, ``pending``)."""
+        """How many commands settled with ``outcome`` (``applied``, ``rejected``)."""
         return self.outcomes.get(outcome, 0)
+
+    @classmethod
+    def from_summary(cls, summary: LedgerSummary, via: str) -> DatabaseStatus:
+        return cls(
+            position=str(summary.position),
+            schema_version=summary.schema_version,
+            outcomes=dict(summary.outcomes),
+            via=via,
+            pending=summary.pending,
+            in_dlq=summary.in_dlq,
+            blocked_by=summary.blocked_by,
+            failures=list(summary.failures),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         if self.error is not None:
@@ -59,6 +81,10 @@ class DatabaseStatus:
             "position": self.position,
             "schema_version": self.schema_version,
             "outcomes": dict(self.outcomes),
+            "pending": self.pending,
+            "in_dlq": self.in_dlq,
+            "blocked_by": None if self.blocked_by is None else self.blocked_by.to_json(),
+            "failures": [status.to_json() for status in self.failures],
             "via": self.via,
         }
 
@@ -95,41 +121,32 @@ class StatusReport:
 
 
 def database_status_from_file(path: Path) -> DatabaseStatus:
-    """Position, schema version and outcome counts straight from a local file (read-only).
+    """The ledger's summary straight from a local file (read-only).
 
-    Raises the engine's error if the file is not a database or has no ledger.
+    Raises the engine's error if the file is not a database.
     """
     from efsqlite.core.connections import open_readonly_connection
-    from efsqlite.core.ledger import read_position, schema_version
 
     conn = open_readonly_connection(path)
     try:
-        counts = {str(k): int(v) for k, v in conn.execute(OUTCOMES_SQL)}
-        return DatabaseStatus(
-            position=str(read_position(conn)),
-            schema_version=schema_version(conn),
-            outcomes=counts,
-            via="file",
-        )
+        conn.execute("BEGIN")
+        try:
+            return DatabaseStatus.from_summary(ledger_summary(conn), "file")
+        finally:
+            conn.execute("COMMIT")
     finally:
         conn.close()
 
 
 def database_status(reader: ReadClient, db: str, local_file: Path | None = None) -> DatabaseStatus:
-    """One database's status through the reader, else from ``local_file`` if it exists.
+    """One database's status, read fresh through the reader (its ``database_status``
+    request), else from ``local_file`` if the reader cannot answer and the file exists.
 
     Never raises for a refused or missing database: the reason is in ``error``.
     """
     try:
-        result = reader.query(OUTCOMES_SQL, db=db)
-        return DatabaseStatus(
-            position=None if result.position is None else str(result.position),
-            schema_version=result.schema_version,
-            outcomes={str(r[0]): int(r[1]) for r in result.rows},
-            via="reader",
-        )
-    except ReadRequestError as exc:
-        # The reader may refuse its ledger tables; a local data folder can be read directly.
+        return DatabaseStatus.from_summary(reader.database_status(db), "reader")
+    except (ReadRequestError, ReaderInvokeError) as exc:
         if local_file is not None and local_file.is_file():
             try:
                 return database_status_from_file(local_file)
@@ -184,6 +201,10 @@ def collect_status(
         for db in names:
             local = folder / f"{db}.sqlite" if folder is not None else None
             found[db] = database_status(reader, db, local)
+            if queue is not None and queue.visible + queue.held == 0:
+                # Nothing is queued or in flight: no message waits behind the failure (its
+                # own message was deleted or expired), so the group is not blocked.
+                found[db] = replace(found[db], blocked_by=None)
         reader_version = reader_sqlite_version(reader, names[0])
     return StatusReport(
         queue=queue,

@@ -65,6 +65,8 @@ class ErrorType(StrEnum):
     TRANSACTION_LOST = "TransactionLost"
     HANDLER_ERROR = "HandlerError"
     WRITER_ERROR = "WriterError"
+    UNKNOWN_DATABASE = "UnknownDatabase"
+    MIGRATION_FAILED = "MigrationFailed"
     # -- reader errors ------------------------------------------------------------------------
     INVALID_REQUEST = "InvalidRequest"
     QUERY_TIMEOUT = "QueryTimeout"

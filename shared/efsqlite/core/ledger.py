@@ -7,6 +7,13 @@ deduplicates for only five minutes, and a redrive gives messages new ids.
 
 DO read and write the settled position as a :class:`~efsqlite.core.position.Position` (its
 module has the parse, encoding and comparison rules).
+
+DO keep the failures table small and current: a row exists only while its command has not
+settled (settling deletes it), so "is this database blocked?" reads a handful of rows, never
+the outcomes table.
+DO add a ledger column as nullable with ``ALTER TABLE ... ADD COLUMN`` in
+:func:`ensure_ledger` (see :data:`_ADDED_COLUMNS`): files written by an older writer keep
+working, and readers read failures by column name, so they accept either shape.
 """
 
 from __future__ import annotations
@@ -53,7 +60,10 @@ CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (
     error_type TEXT NOT NULL,
     error_message TEXT NOT NULL,
     attempts INTEGER NOT NULL,
-    last_at_ms INTEGER NOT NULL
+    last_at_ms INTEGER NOT NULL,
+    first_at_ms INTEGER,
+    receive_count INTEGER,
+    max_receives INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version INTEGER PRIMARY KEY NOT NULL,
@@ -62,6 +72,19 @@ CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     applied_at_ms INTEGER NOT NULL
 );
 """
+
+
+#: Columns added to the failures table after its first release, with their types: an older
+#: file gains them, NULL, the first time a newer writer opens it.
+_ADDED_COLUMNS = {
+    FAILURES_TABLE: (
+        ("first_at_ms", "INTEGER"),
+        ("receive_count", "INTEGER"),
+        ("max_receives", "INTEGER"),
+    ),
+}
+#: Failures listed in a :class:`LedgerSummary`, most recent first.
+MAX_FAILURES_LISTED = 20
 
 
 def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
@@ -86,18 +109,34 @@ class LedgerEntry(NamedTuple):
     body_excerpt: str | None = None
 
 
-#: A command's states: settled ("applied", "rejected"), "pending" (it failed at least once
-#: and will be retried) or "unknown" (not seen yet: queued, in flight, or never sent).
-COMMAND_STATES: tuple[CommandState, ...] = ("applied", "rejected", "pending", "unknown")
+#: A command's states: settled ("applied", "rejected"); "pending" (it failed at least once
+#: and SQS will deliver it again); "in_dlq" (its last failure was its message's last receive
+#: allowed by the queue's ``maxReceiveCount``, so SQS moved it to the DLQ, where it stays
+#: until redriven); or "unknown" (not seen yet: queued, in flight, or never sent).
+COMMAND_STATES: tuple[CommandState, ...] = (
+    "applied",
+    "rejected",
+    "pending",
+    "in_dlq",
+    "unknown",
+)
 SETTLED_STATES: frozenset[CommandState] = frozenset({"applied", "rejected"})
 
 
 @dataclass(frozen=True, slots=True)
 class CommandStatus:
-    """A command's status: settled, or pending with its last failure, or unknown.
+    """A command's status: settled, or failing (pending or in the DLQ), or unknown.
 
     The one type for it: the ledger reads it, the reader answers it
-    (``efsqlite.read.answers.StatusAnswer``), the client returns it.
+    (``efsqlite.read.answers.StatusAnswer``), the client returns it. For a rejected command
+    ``error_*`` is the reason; for a failing one it is the last failure, and:
+
+    - ``attempts``: failures the writer recorded for it;
+    - ``receive_count``: SQS's ``ApproximateReceiveCount`` of the message at its last failure;
+    - ``receives_left``: deliveries left before SQS moves it to the DLQ (0 once it has);
+      ``None`` when the writer was not told the queue's ``maxReceiveCount``;
+    - ``failing_since_ms``, ``last_failed_ms``: epoch milliseconds of its first and last
+      recorded failure.
     """
 
     id: str
@@ -106,6 +145,10 @@ class CommandStatus:
     error_type: str | None = None
     error_message: str | None = None
     attempts: int | None = None
+    receive_count: int | None = None
+    receives_left: int | None = None
+    failing_since_ms: int | None = None
+    last_failed_ms: int | None = None
 
     @property
     def settled(self) -> bool:
@@ -121,7 +164,16 @@ class CommandStatus:
             "error_type": self.error_type,
             "error_message": self.error_message,
             "attempts": self.attempts,
+            "receive_count": self.receive_count,
+            "receives_left": self.receives_left,
+            "failing_since_ms": self.failing_since_ms,
+            "last_failed_ms": self.last_failed_ms,
         }
+
+    @property
+    def failing(self) -> bool:
+        """Failed at least once and not settled: being retried, or parked in the DLQ."""
+        return self.state in ("pending", "in_dlq")
 
 
 def ensure_ledger(conn: Connection) -> None:
@@ -129,6 +181,11 @@ def ensure_ledger(conn: Connection) -> None:
     for statement in LEDGER_DDL.split(";"):
         if statement.strip():
             conn.execute(statement)
+    for table, columns in _ADDED_COLUMNS.items():
+        have = set(_columns(conn, table))
+        for name, kind in columns:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def settled_outcomes(conn: Connection, ids: Iterable[str]) -> dict[str, Outcome]:
@@ -163,6 +220,16 @@ def clear_failures(conn: Connection, ids: Sequence[str]) -> None:
     conn.executemany(f"DELETE FROM {FAILURES_TABLE} WHERE id = ?", [(i,) for i in ids])
 
 
+def has_table(conn: Connection, table: str) -> bool:
+    """Whether ``table`` exists in the main schema."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        is not None
+    )
+
+
 def has_failures(conn: Connection) -> bool:
     return conn.execute(f"SELECT 1 FROM {FAILURES_TABLE} LIMIT 1").fetchone() is not None
 
@@ -175,16 +242,67 @@ def record_failure(
     error_type: str,
     error_message: str,
     at_ms: int,
+    receive_count: int | None = None,
+    max_receives: int | None = None,
 ) -> None:
-    """Remember the last failure of a command that is not settled, for ``command_status``."""
+    """Remember the last failure of a command that is not settled, for ``command_status``.
+
+    ``receive_count`` is the message's ``ApproximateReceiveCount`` at this failure and
+    ``max_receives`` the queue's ``maxReceiveCount`` as the writer was told it: together they
+    say whether SQS will deliver it again or move it to the DLQ. The first failure's time is
+    kept; a redriven copy (a new message id, its receive count back to 1) updates the rest.
+    """
     conn.execute(
         f"INSERT INTO {FAILURES_TABLE} (id, message_id, error_type, error_message, attempts, "
-        "last_at_ms) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(id) DO UPDATE SET "
+        "last_at_ms, first_at_ms, receive_count, max_receives) "
+        "VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
         "message_id = excluded.message_id, error_type = excluded.error_type, "
         "error_message = excluded.error_message, attempts = attempts + 1, "
-        "last_at_ms = excluded.last_at_ms",
-        (command_id, message_id, error_type, excerpt(error_message), at_ms),
+        "last_at_ms = excluded.last_at_ms, receive_count = excluded.receive_count, "
+        "max_receives = excluded.max_receives, "
+        "first_at_ms = coalesce(first_at_ms, excluded.first_at_ms)",
+        (
+            command_id,
+            message_id,
+            error_type,
+            excerpt(error_message),
+            at_ms,
+            at_ms,
+            receive_count,
+            max_receives,
+        ),
     )
+
+
+def _failure_status(row: dict[str, Any]) -> CommandStatus:
+    """A failures row (by column name, so an older file's shape reads too) as a status."""
+    received, most = row.get("receive_count"), row.get("max_receives")
+    left = None if received is None or most is None else max(int(most) - int(received), 0)
+    return CommandStatus(
+        id=row["id"],
+        state="in_dlq" if left == 0 else "pending",
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        attempts=row["attempts"],
+        receive_count=received,
+        receives_left=left,
+        failing_since_ms=row.get("first_at_ms") or row["last_at_ms"],
+        last_failed_ms=row["last_at_ms"],
+    )
+
+
+def _columns(conn: Connection, table: str) -> list[str]:
+    return [str(row[0]) for row in conn.execute(f"SELECT name FROM pragma_table_info('{table}')")]
+
+
+def _failure_rows(conn: Connection, where: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    """Failures rows as dicts by column name (an older file lacks the added columns)."""
+    names = _columns(conn, FAILURES_TABLE)
+    if not names:  # no ledger yet
+        return []
+    listed = ", ".join(names)
+    rows = conn.execute(f"SELECT {listed} FROM {FAILURES_TABLE} {where}", args).fetchall()
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def read_position(conn: Connection) -> Position:
@@ -246,16 +364,74 @@ def command_status(conn: Connection, command_id: str) -> CommandStatus:
             error_type=row[2],
             error_message=row[3],
         )
-    failure = conn.execute(
-        f"SELECT error_type, error_message, attempts FROM {FAILURES_TABLE} WHERE id = ?",
-        (command_id,),
-    ).fetchone()
-    if failure is not None:
-        return CommandStatus(
-            id=command_id,
-            state="pending",
-            error_type=failure[0],
-            error_message=failure[1],
-            attempts=failure[2],
-        )
+    failures = _failure_rows(conn, "WHERE id = ?", (command_id,))
+    if failures:
+        return _failure_status(failures[0])
     return CommandStatus(id=command_id, state="unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    """What one database's ledger says now: where it stands and what is failing.
+
+    ``outcomes`` counts settled commands by outcome (within the retention window);
+    ``pending`` and ``in_dlq`` count failing commands; ``failures`` lists the most recent
+    (at most :data:`MAX_FAILURES_LISTED`); ``blocked_by`` is the pending command most recently
+    failed: FIFO holds every later command of the database behind it while SQS retries it.
+    """
+
+    position: Position
+    schema_version: int
+    outcomes: dict[str, int]
+    pending: int
+    in_dlq: int
+    failures: list[CommandStatus]
+    blocked_by: CommandStatus | None
+
+
+def summary(conn: Connection) -> LedgerSummary:
+    """The database's :class:`LedgerSummary`, read in the caller's transaction.
+
+    One scan of the outcomes table (for the counts) and of the failures table (small: a row
+    goes when its command settles, and only a group's head can fail). A file with no ledger
+    yet summarises as empty.
+    """
+    position, version = read_state(conn)
+    try:
+        outcomes = {
+            str(outcome): int(count)
+            for outcome, count in conn.execute(
+                f"SELECT outcome, count(*) FROM {COMMANDS_TABLE} GROUP BY outcome"
+            )
+        }
+        columns = set(_columns(conn, FAILURES_TABLE))
+    except Error as exc:
+        if "no such table" not in str(exc):
+            raise
+        return LedgerSummary(position, version, {}, 0, 0, [], None)
+    # A row is in the DLQ once its receive count reached the maximum; an older file (no such
+    # columns yet) has only pending rows.
+    in_dlq = "coalesce(receive_count >= max_receives, 0)" if "max_receives" in columns else "0"
+    ((total, parked),) = conn.execute(
+        f"SELECT count(*), coalesce(sum({in_dlq}), 0) FROM {FAILURES_TABLE}"
+    ).fetchall()
+    recent = _failure_rows(conn, "ORDER BY last_at_ms DESC LIMIT ?", (MAX_FAILURES_LISTED,))
+    return LedgerSummary(
+        position=position,
+        schema_version=version,
+        outcomes=outcomes,
+        pending=int(str(total)) - int(str(parked)),
+        in_dlq=int(str(parked)),
+        failures=[_failure_status(row) for row in recent],
+        blocked_by=blocker(conn),
+    )
+
+
+def blocker(conn: Connection) -> CommandStatus | None:
+    """The pending command that failed last: the one holding the database's FIFO group."""
+    if "max_receives" in _columns(conn, FAILURES_TABLE):
+        where = "WHERE NOT coalesce(receive_count >= max_receives, 0)"
+    else:
+        where = ""  # an older file: every row is pending
+    rows = _failure_rows(conn, f"{where} ORDER BY last_at_ms DESC LIMIT 1", ())
+    return _failure_status(rows[0]) if rows else None

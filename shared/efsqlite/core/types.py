@@ -13,7 +13,7 @@ SqlParams: TypeAlias = list[SqlValue] | dict[str, SqlValue]
 #: a failed command is retried by SQS and settles later.
 Outcome: TypeAlias = Literal["applied", "rejected"]
 #: A command's status as the ledger reports it (``efsqlite.core.ledger.COMMAND_STATES``).
-CommandState: TypeAlias = Literal["applied", "rejected", "pending", "unknown"]
+CommandState: TypeAlias = Literal["applied", "rejected", "pending", "in_dlq", "unknown"]
 
 JournalMode: TypeAlias = Literal["DELETE", "TRUNCATE", "PERSIST"]
 ReadMode: TypeAlias = Literal["snapshot", "direct"]

@@ -63,6 +63,8 @@ class DevOptions:
     url_port: int = DEFAULT_URL_PORT
     visibility_timeout: int = 30
     max_receive_count: int = 5
+    #: The writer's ``EFSQLITE_DATABASES``: names or patterns it may create, or ``*``.
+    databases: str = "*"
     migrations_dir: Path | None = None
     commands: str | None = None
     queries: str | None = None
@@ -109,6 +111,9 @@ def _environment(options: DevOptions, data_dir: Path) -> None:
     os.environ["EFSQLITE_DATA_DIR"] = str(data_dir / "databases")
     os.environ.setdefault("AWS_DEFAULT_REGION", LOCAL_REGION)
     os.environ["EFSQLITE_READ_MODE"] = options.read_mode
+    os.environ["EFSQLITE_DATABASES"] = options.databases
+    # The local queue's redrive policy, so the ledger tells "retried" from "in the DLQ".
+    os.environ["EFSQLITE_MAX_RECEIVE_COUNT"] = str(options.max_receive_count)
     if options.migrations_dir is not None:
         os.environ["EFSQLITE_MIGRATIONS_DIR"] = str(options.migrations_dir.resolve())
     if options.commands:

@@ -1,10 +1,12 @@
 """The reader's answers, typed: one serializer for the reader and one decoder for the client.
 
-Every reader answer is one of three shapes (``docs/reader.md`` has the JSON):
+Every reader answer is one of four shapes (``docs/reader.md`` has the JSON):
 
 - :class:`QueryResult`: columns, rows and the position and schema version they were read at;
 - :class:`StatusAnswer`: one command's :class:`~efsqlite.core.ledger.CommandStatus` and the
   database's current position;
+- :class:`DatabaseStatusAnswer`: a database's :class:`~efsqlite.core.ledger.LedgerSummary`
+  (outcome counts, failing commands, the command blocking its group);
 - :class:`ErrorAnswer`: ``{"error": {"type", "message", "retryable", ...}}``, its ``type`` one
   of :data:`efsqlite.core.errors.ERROR_TYPES`.
 
@@ -24,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from efsqlite.core.exceptions import EfsqliteError
-from efsqlite.core.ledger import COMMAND_STATES, CommandStatus
+from efsqlite.core.ledger import COMMAND_STATES, CommandStatus, LedgerSummary
 from efsqlite.core.position import InvalidPositionError, Position
+from efsqlite.core.types import CommandState
 
 
 class AnswerFormatError(EfsqliteError, ValueError):
@@ -82,6 +85,8 @@ class StatusAnswer:
     status: CommandStatus
     current_position: Position
     stale: bool = False
+    #: For a command not seen yet: the failing command its database's group is waiting on.
+    blocked_by: CommandStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         status = self.status
@@ -96,12 +101,10 @@ class StatusAnswer:
             answer["position"] = str(status.position)
         if status.state == "rejected":
             answer["reason"] = {"type": status.error_type, "message": status.error_message}
-        elif status.state == "pending":
-            answer["last_failure"] = {
-                "type": status.error_type,
-                "message": status.error_message,
-                "attempts": status.attempts,
-            }
+        elif status.failing:
+            answer["last_failure"] = _failure_json(status)
+        if self.blocked_by is not None:
+            answer["blocked_by"] = _failing_json(self.blocked_by)
         return answer
 
     @classmethod
@@ -114,20 +117,119 @@ class StatusAnswer:
             raise AnswerFormatError("a status answer's failure detail must be an object")
         detail = detail or {}
         position = answer.get("position")
-        attempts = detail.get("attempts")
+        blocked = answer.get("blocked_by")
         return cls(
             db=_text(answer.get("db"), "db"),
-            status=CommandStatus(
-                id=_text(answer.get("command_id"), "command_id"),
-                state=state,
+            status=_status(
+                _text(answer.get("command_id"), "command_id"),
+                state,
+                detail,
                 position=None if position is None else _position(position, "position"),
-                error_type=_optional_text(detail.get("type"), "type"),
-                error_message=_optional_text(detail.get("message"), "message"),
-                attempts=None if attempts is None else _int(attempts, "attempts"),
             ),
             current_position=_position(answer.get("current_position"), "current_position"),
             stale=_bool(answer.get("stale"), "stale"),
+            blocked_by=None if blocked is None else _failing_from_json(blocked),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatusAnswer:
+    """One database's ledger summary, read from the source: counts, failures, a blocked group."""
+
+    db: str
+    summary: LedgerSummary
+
+    def to_json(self) -> dict[str, Any]:
+        found = self.summary
+        return {
+            "db": self.db,
+            "position": str(found.position),
+            "schema_version": found.schema_version,
+            "outcomes": dict(found.outcomes),
+            "pending": found.pending,
+            "in_dlq": found.in_dlq,
+            "blocked_by": None if found.blocked_by is None else _failing_json(found.blocked_by),
+            "failures": [_failing_json(status) for status in found.failures],
+        }
+
+    @classmethod
+    def from_json(cls, answer: Mapping[str, Any]) -> DatabaseStatusAnswer:
+        outcomes = answer.get("outcomes")
+        if not isinstance(outcomes, Mapping):
+            raise AnswerFormatError("a database status answer's 'outcomes' must be an object")
+        failures = answer.get("failures")
+        if not isinstance(failures, list):
+            raise AnswerFormatError("a database status answer's 'failures' must be a list")
+        blocked = answer.get("blocked_by")
+        return cls(
+            db=_text(answer.get("db"), "db"),
+            summary=LedgerSummary(
+                position=_position(answer.get("position"), "position"),
+                schema_version=_int(answer.get("schema_version"), "schema_version"),
+                outcomes={_text(k, "outcome"): _int(v, "count") for k, v in outcomes.items()},
+                pending=_int(answer.get("pending"), "pending"),
+                in_dlq=_int(answer.get("in_dlq"), "in_dlq"),
+                failures=[_failing_from_json(item) for item in failures],
+                blocked_by=None if blocked is None else _failing_from_json(blocked),
+            ),
+        )
+
+
+def _failure_json(status: CommandStatus) -> dict[str, Any]:
+    """A failing command's last failure, as status answers nest it (``last_failure``)."""
+    return {
+        "type": status.error_type,
+        "message": status.error_message,
+        "attempts": status.attempts,
+        "receive_count": status.receive_count,
+        "receives_left": status.receives_left,
+        "failing_since_ms": status.failing_since_ms,
+        "last_failed_ms": status.last_failed_ms,
+    }
+
+
+def _status(
+    command_id: str,
+    state: CommandState,
+    detail: Mapping[str, Any],
+    *,
+    position: Position | None = None,
+) -> CommandStatus:
+    """A status from its ``reason`` or ``last_failure`` object (every field optional)."""
+
+    def count(name: str) -> int | None:
+        value = detail.get(name)
+        return None if value is None else _int(value, name)
+
+    return CommandStatus(
+        id=command_id,
+        state=state,
+        position=position,
+        error_type=_optional_text(detail.get("type"), "type"),
+        error_message=_optional_text(detail.get("message"), "message"),
+        attempts=count("attempts"),
+        receive_count=count("receive_count"),
+        receives_left=count("receives_left"),
+        failing_since_ms=count("failing_since_ms"),
+        last_failed_ms=count("last_failed_ms"),
+    )
+
+
+def _failing_json(status: CommandStatus) -> dict[str, Any]:
+    """A failing command in a database status answer: its id, state and last failure."""
+    return {"command_id": status.id, "status": status.state, "last_failure": _failure_json(status)}
+
+
+def _failing_from_json(item: object) -> CommandStatus:
+    if not isinstance(item, Mapping):
+        raise AnswerFormatError("a failing command must be an object")
+    state = item.get("status")
+    if state not in ("pending", "in_dlq"):
+        raise AnswerFormatError("a failing command's 'status' must be pending or in_dlq")
+    detail = item.get("last_failure")
+    if not isinstance(detail, Mapping):
+        raise AnswerFormatError("a failing command's 'last_failure' must be an object")
+    return _status(_text(item.get("command_id"), "command_id"), state, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +266,7 @@ class ErrorAnswer:
         )
 
 
-Answer = QueryResult | StatusAnswer | ErrorAnswer
+Answer = QueryResult | StatusAnswer | DatabaseStatusAnswer | ErrorAnswer
 
 
 def decode(answer: object) -> Answer:
@@ -175,9 +277,11 @@ def decode(answer: object) -> Answer:
         return ErrorAnswer.from_json(answer)
     if "command_id" in answer:
         return StatusAnswer.from_json(answer)
+    if "blocked_by" in answer:
+        return DatabaseStatusAnswer.from_json(answer)
     if "columns" in answer:
         return QueryResult.from_json(answer)
-    raise AnswerFormatError("not a query, status or error answer")
+    raise AnswerFormatError("not a query, status, database status or error answer")
 
 
 def _position(value: object, name: str) -> Position:

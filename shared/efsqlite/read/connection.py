@@ -390,6 +390,18 @@ class ReadConnection:
         with self._internal_mode():
             return command_status_or_unknown(self.conn, command_id)
 
+    def status_and_blocker(
+        self, command_id: str
+    ) -> tuple[ledger.CommandStatus, Position, ledger.CommandStatus | None]:
+        """:func:`status_and_blocker` on this connection; call inside begin()."""
+        with self._internal_mode():
+            return status_and_blocker(self.conn, command_id)
+
+    def summary(self) -> ledger.LedgerSummary:
+        """The ledger's :class:`~efsqlite.core.ledger.LedgerSummary`; call inside begin()."""
+        with self._internal_mode():
+            return ledger.summary(self.conn)
+
     # -- caller queries ---------------------------------------------------------------------
     def query(
         self,
@@ -445,6 +457,18 @@ def _measure(text: str, escaped: bool) -> int:
     if escaped:
         return len(text) + text.count('"') + text.count("\\")
     return len(text)
+
+
+def status_and_blocker(
+    conn: apsw.Connection, command_id: str
+) -> tuple[ledger.CommandStatus, Position, ledger.CommandStatus | None]:
+    """A command's status, the settled position, and, when the command is not seen yet, the
+    pending command holding its database's FIFO group (so "why is mine not applied?" is one
+    answer). Read in the caller's transaction."""
+    status = command_status_or_unknown(conn, command_id)
+    position = ledger.read_position(conn)
+    held_by = ledger.blocker(conn) if status.state == "unknown" else None
+    return status, position, held_by
 
 
 def command_status_or_unknown(conn: apsw.Connection, command_id: str) -> ledger.CommandStatus:

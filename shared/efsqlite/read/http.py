@@ -1,10 +1,11 @@
 """The reader's Function URL transport: payload format 2.0 events in, HTTP responses out.
 
-Two routes: ``POST /query`` (the body is a direct-invoke payload) and
-``GET /commands/{id}?db=<db>``. :func:`route` turns an event into the payload
-:meth:`efsqlite.read.reader.Reader.invoke` answers; :func:`response` turns that answer into
-an HTTP response whose status comes from the error type (each
-:class:`~efsqlite.read.exceptions.ReadError` names its own).
+Three routes: ``POST /query`` (the body is a direct-invoke payload),
+``GET /commands/{id}?db=<db>`` (one command's status) and ``GET /databases/{db}`` (the
+database's ledger summary: counts, failing commands, a blocked group). :func:`route` turns
+an event into the payload :meth:`efsqlite.read.reader.Reader.invoke` answers;
+:func:`response` turns that answer into an HTTP response whose status comes from the error
+type (each :class:`~efsqlite.read.exceptions.ReadError` names its own).
 
 DO answer a retryable error with ``retry-after``: Function URL callers are often plain HTTP
 clients that honour it.
@@ -27,6 +28,7 @@ from efsqlite.read.exceptions import (
 )
 
 _COMMANDS = "/commands/"
+_DATABASES = "/databases/"
 
 
 def is_function_url(event: object) -> bool:
@@ -56,7 +58,13 @@ def route(event: Mapping[str, Any]) -> tuple[object, bool]:
         query = event.get("queryStringParameters") or {}
         db = query.get("db") if isinstance(query, dict) else None
         return {"db": db, "command_id": unquote(path[len(_COMMANDS) :])}, False
-    raise RouteNotFoundError("the reader serves POST /query and GET /commands/{id}")
+    if path.startswith(_DATABASES) and len(path) > len(_DATABASES):
+        if method != "GET":
+            raise MethodNotAllowedError("use GET /databases/{db}")
+        return {"db": unquote(path[len(_DATABASES) :]), "database_status": True}, False
+    raise RouteNotFoundError(
+        "the reader serves POST /query, GET /commands/{id} and GET /databases/{db}"
+    )
 
 
 def json_body(event: Mapping[str, Any]) -> object:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar, cast
 from efsqlite.core.connections import database_path, set_hard_heap_limit
 from efsqlite.core.position import Position
 from efsqlite.read import http
-from efsqlite.read.answers import QueryResult, StatusAnswer
+from efsqlite.read.answers import DatabaseStatusAnswer, QueryResult, StatusAnswer
 from efsqlite.read.connection import SQLITE_FAILURES, ReadConnection, Rows, classify
 from efsqlite.read.exceptions import (
     BusyError,
@@ -39,7 +39,12 @@ from efsqlite.read.exceptions import (
     RecoveringError,
 )
 from efsqlite.read.queries import QueryRegistry, load_queries
-from efsqlite.read.requests import QueryRequest, StatusRequest, parse_request
+from efsqlite.read.requests import (
+    DatabaseStatusRequest,
+    QueryRequest,
+    StatusRequest,
+    parse_request,
+)
 from efsqlite.read.settings import ReaderSettings
 from efsqlite.read.snapshot import DatabaseSnapshot, SnapshotDeadlineError, SnapshotStore
 
@@ -97,6 +102,8 @@ class Reader:
             request = parse_request(payload, self.settings, self.queries)
             if isinstance(request, StatusRequest):
                 return self.status(request)
+            if isinstance(request, DatabaseStatusRequest):
+                return self.database_status(request)
             deadline = started + request.timeout_ms / 1000
             deadline = min(deadline, _lambda_deadline(context, started))
             return self.query(request, deadline, escaped=escaped)
@@ -214,10 +221,11 @@ class Reader:
     def status(self, request: StatusRequest) -> dict[str, Any]:
         """The outcome of one command, read from the source database (not the snapshot)."""
         stale = False
+        held_by = None
         if self.settings.read_mode == "snapshot":
             snap = self._snapshot(request.db)
             try:
-                found, position = snap.command_status(request.command_id)
+                found, position, held_by = snap.command_status(request.command_id)
             except (RecoveringError, BusyError):
                 if snap.current is None:
                     raise
@@ -228,13 +236,28 @@ class Reader:
             try:
                 conn.begin()
                 try:
-                    position, _ = conn.state()
-                    found = conn.command_status(request.command_id)
+                    found, position, held_by = conn.status_and_blocker(request.command_id)
                 finally:
                     conn.end()
             except SQLITE_FAILURES as exc:
                 raise classify(exc) from None
-        return StatusAnswer(request.db, found, position, stale=stale).to_json()
+        return StatusAnswer(request.db, found, position, stale=stale, blocked_by=held_by).to_json()
+
+    def database_status(self, request: DatabaseStatusRequest) -> dict[str, Any]:
+        """The ledger's summary of one database, read from the source (not the snapshot)."""
+        if self.settings.read_mode == "snapshot":
+            found = self._snapshot(request.db).summary()
+        else:
+            conn = self._direct_conn(request.db)
+            try:
+                conn.begin()
+                try:
+                    found = conn.summary()
+                finally:
+                    conn.end()
+            except SQLITE_FAILURES as exc:
+                raise classify(exc) from None
+        return DatabaseStatusAnswer(request.db, found).to_json()
 
     # -- per-database state -----------------------------------------------------------------
     def _source_path(self, db: str) -> Path:

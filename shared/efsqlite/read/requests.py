@@ -23,6 +23,7 @@ from efsqlite.read.settings import ReaderSettings
 
 _REQUEST_KEYS = {"db", "sql", "query", "params", "max_rows", "min_position", "timeout_ms"}
 _STATUS_KEYS = {"db", "command_id"}
+_DATABASE_STATUS_KEYS = {"db", "database_status"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,13 @@ class QueryRequest:
 class StatusRequest:
     db: str
     command_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatusRequest:
+    """``{"db": ..., "database_status": true}``: the ledger's summary, read fresh."""
+
+    db: str
 
 
 def _check_unicode(where: str, text: str) -> str:
@@ -103,10 +111,20 @@ def _check_params(value: object) -> SqlParams:
 
 def parse_request(
     payload: object, settings: ReaderSettings, queries: QueryRegistry
-) -> QueryRequest | StatusRequest:
+) -> QueryRequest | StatusRequest | DatabaseStatusRequest:
     """Check a direct-invoke payload; raises :class:`InvalidRequestError` or NotAllowed."""
     if not isinstance(payload, dict):
         raise InvalidRequestError("the payload must be a JSON object")
+    if "database_status" in payload:
+        unknown = set(payload) - _DATABASE_STATUS_KEYS
+        if unknown:
+            raise InvalidRequestError(
+                f"a database status request takes only db and database_status, "
+                f"not {sorted(map(str, unknown))}"
+            )
+        if payload["database_status"] is not True:
+            raise InvalidRequestError("'database_status' must be true")
+        return DatabaseStatusRequest(_check_db(payload.get("db")))
     if "command_id" in payload:
         unknown = set(payload) - _STATUS_KEYS
         if unknown:

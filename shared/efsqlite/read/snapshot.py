@@ -34,8 +34,10 @@ import itertools
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import apsw
 
@@ -50,9 +52,11 @@ from efsqlite.read.connection import (
     ReadConnection,
     bound_busy_timeout,
     classify,
-    command_status_or_unknown,
+    status_and_blocker,
 )
 from efsqlite.read.exceptions import BusyError, ReadError, RecoveringError
+
+T = TypeVar("T")
 
 _LOCK_SUFFIX = ".lock"
 #: mmap window for checking a fresh copy in /tmp (SQLite caps it at its compile-time maximum).
@@ -240,14 +244,28 @@ class DatabaseSnapshot:
         if getattr(exc, "extendedresult", None) != SQLITE_READONLY_ROLLBACK:
             self._drop_source()
 
-    def command_status(self, command_id: str) -> tuple[ledger.CommandStatus, Position]:
-        """The command's outcome and the position, read from the source (fresh)."""
+    def command_status(
+        self, command_id: str
+    ) -> tuple[ledger.CommandStatus, Position, ledger.CommandStatus | None]:
+        """The command's outcome, the position and, for a command not seen yet, the command
+        blocking the database's group (if one is), read from the source (fresh)."""
+        return self.read_source(lambda conn: status_and_blocker(conn, command_id))
+
+    def summary(self) -> ledger.LedgerSummary:
+        """The ledger's summary, read from the source (fresh): failures move no position."""
+        return self.read_source(ledger.summary)
+
+    def read_source(self, read: Callable[[apsw.Connection], T]) -> T:
+        """``read(conn)`` on the source in one read transaction; typed errors as queries get.
+
+        DON'T answer ledger questions from the copy: it refreshes only when the position or
+        the schema version moves, and a failure moves neither.
+        """
         conn = self._bound_source_busy(math.inf)  # the configured busy timeout again
         try:
             conn.execute("BEGIN")
             try:
-                position, _ = ledger.read_state(conn)
-                return command_status_or_unknown(conn, command_id), position
+                return read(conn)
             finally:
                 conn.execute("COMMIT")
         except SQLITE_FAILURES as exc:

@@ -18,7 +18,8 @@ Guards, so that no command can make the ledger lie, crash the writer or hold its
 
 - **An allow-list authorizer** (:mod:`efsqlite.core.sqlpolicy`): commands may read the database's
   own tables, write its tables but not the ledger's or SQLite's, and call listed functions.
-  Everything else is denied, transaction control under any name included. Our own
+  Everything else is denied, transaction control under any name included; DDL is rejected
+  ``NotAllowed`` with a message that sends the schema change to a migration. Our own
   ``SAVEPOINT``/``RELEASE`` run with the caller checks off, and caller SQL is prepared as
   ``caller_sql(text)``, so the savepoint's name is no secret: a command that names it, or
   sends the exact text of one of our statements, is still refused.
@@ -54,13 +55,16 @@ from efsqlite.core.ledger import LedgerEntry
 from efsqlite.core.names import is_command_id
 from efsqlite.core.position import Position
 from efsqlite.core.sqlpolicy import (
+    MIGRATION_HINT,
     MODULE_PRAGMAS,
     SCHEMA_TABLES,
     caller_sql,
+    ddl_statement,
     function_allow_list,
     is_text,
     read_schema_names,
     reads_allowed,
+    schema_change,
 )
 from efsqlite.core.types import Outcome
 from efsqlite.write.commands import CommandContext, CommandRegistry
@@ -72,6 +76,7 @@ from efsqlite.write.wire import (
     NamedCommand,
     StatementsCommand,
     parse_message,
+    summarize_validation,
 )
 
 #: Transient codes after which SQLite may have rolled the transaction back on its own: the
@@ -123,6 +128,8 @@ class IncomingRecord:
     body: str
     sequence_number: str
     group_id: str
+    #: SQS's ``ApproximateReceiveCount``: this delivery is the message's n-th.
+    receive_count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +201,16 @@ class _Guard:
     :data:`PROGRESS_STEPS` VM steps; ``tripped`` says which one interrupted the statement.
     """
 
-    __slots__ = ("active", "budget", "deadline", "functions", "schema", "steps", "tripped")
+    __slots__ = (
+        "active",
+        "budget",
+        "deadline",
+        "denied",
+        "functions",
+        "schema",
+        "steps",
+        "tripped",
+    )
 
     def __init__(
         self, schema: frozenset[str], functions: frozenset[str], budget: int, deadline: float
@@ -206,11 +222,14 @@ class _Guard:
         self.deadline = deadline
         self.steps = 0
         self.tripped: str | None = None
+        #: The last write-or-other action denied (action, table): says if it was DDL.
+        self.denied: tuple[int, str | None] | None = None
 
     def start(self) -> None:
         """Caller SQL is about to run: a fresh budget, checks on."""
         self.steps = 0
         self.tripped = None
+        self.denied = None
         self.active = True
 
     def authorize(
@@ -236,6 +255,7 @@ class _Guard:
                 and not name.startswith("sqlite_")
             ):
                 return _OK
+        self.denied = (action, arg1)
         return _DENY
 
     def progress(self) -> bool:
@@ -352,9 +372,12 @@ class Applier:
         allow_raw_statements: bool = True,
         step_budget: int = DEFAULT_STEP_BUDGET,
         extra_functions: Iterable[str] = (),
+        max_receive_count: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry if registry is not None else CommandRegistry()
+        #: The queue's ``maxReceiveCount``, recorded with each failure (None: not told).
+        self.max_receive_count = max_receive_count
         self.allow_raw_statements = allow_raw_statements
         self.step_budget = step_budget
         self.functions = function_allow_list(extra_functions)
@@ -510,6 +533,8 @@ class Applier:
                     error_type=error_type,
                     error_message=message,
                     at_ms=run.now_ms,
+                    receive_count=records[index].receive_count,
+                    max_receives=self.max_receive_count,
                 )
         if prune_before_ms is not None:
             ledger.prune(conn, prune_before_ms)
@@ -548,7 +573,7 @@ class Applier:
         first = commands[0] if commands else None
         if first is not None and not isinstance(first, _BadBody) and first.db != db:
             return _BadBody(
-                id=_id_from_body(record),
+                id=claimed_command_id(record),
                 error_type=ErrorType.WRONG_MESSAGE_GROUP,
                 message=(
                     f"message group {db!r} does not match the body's db {first.db!r}; "
@@ -673,7 +698,7 @@ class Applier:
             raise _CommandFailedError(
                 ErrorType.SCHEMA_NOT_READY,
                 f"command {command.id!r} expects schema version {command.expect_schema} but the "
-                f"database is at {version}; it is retried until migrations catch up",
+                f"database is at {version}",
                 batch_fatal=False,
                 command_id=command.id,
             )
@@ -724,7 +749,10 @@ class Applier:
                     raise _CommandFailedError(error_type, str(exc), batch_fatal=True) from exc
                 self._undo(conn, command.id, None)
                 raise _failed_for(command.id, error_type, str(exc)) from exc
-            return self._undo(conn, command.id, Rejection(command.id, error_type, str(exc)))
+            message = str(exc)
+            if error_type == ErrorType.NOT_ALLOWED:
+                message = _not_allowed_message(command, guard, message)
+            return self._undo(conn, command.id, Rejection(command.id, error_type, message))
         except MemoryError:
             # Python ran out of memory building a value for SQLite (SQLite's own SQLITE_NOMEM
             # is ResourceLimit above): the command would need as much on every retry.
@@ -775,7 +803,9 @@ class Applier:
         except ValidationError as exc:
             raise _CommandRejectedSignalError(
                 Rejection(
-                    command.id, ErrorType.INVALID_ARGS, f"{command.command}: {_summarize(exc)}"
+                    command.id,
+                    ErrorType.INVALID_ARGS,
+                    f"{command.command}: {summarize_validation(exc, root='args')}",
                 )
             ) from None
         spec.handler(CommandContext(conn, db, command.id, version), args)
@@ -798,6 +828,17 @@ class Applier:
 
 class _RedoOneByOneError(EfsqliteError):
     """Leave the packed fast path and replay the message one command at a time."""
+
+
+def _not_allowed_message(command: AnyCommand, guard: _Guard, message: str) -> str:
+    """SQLite's "not authorized", or for DDL what to do instead: write a migration."""
+    change = schema_change(*guard.denied) if guard.denied is not None else None
+    if change is None:
+        return message
+    if isinstance(command, StatementsCommand):
+        found = (ddl_statement(s.sql) for s in command.statements)
+        change = next((label for label in found if label is not None), change)
+    return f"{change} is not allowed in a command: {MIGRATION_HINT}"
 
 
 def _budget_rejection(command_id: str, budget: int) -> Rejection:
@@ -870,13 +911,13 @@ class _BadBody:
     def from_validation(cls, record: IncomingRecord, exc: ValidationError) -> _BadBody:
         is_json = not any(e["type"] == "json_invalid" for e in exc.errors())
         return cls(
-            id=_id_from_body(record) if is_json else f"message:{record.message_id}",
+            id=claimed_command_id(record) if is_json else f"message:{record.message_id}",
             error_type=ErrorType.INVALID_MESSAGE if is_json else ErrorType.UNPARSEABLE_BODY,
-            message=_summarize(exc),
+            message=summarize_validation(exc),
         )
 
 
-def _id_from_body(record: IncomingRecord) -> str:
+def claimed_command_id(record: IncomingRecord) -> str:
     """The command id a bad body claims, so ``command_status(id)`` finds the rejection."""
     try:
         value = json.loads(record.body)
@@ -887,17 +928,6 @@ def _id_from_body(record: IncomingRecord) -> str:
         if is_command_id(candidate) and is_text(candidate):
             return candidate
     return f"message:{record.message_id}"
-
-
-def _summarize(exc: ValidationError, limit: int = 5) -> str:
-    parts = []
-    for error in exc.errors()[:limit]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - limit
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
 
 
 def _failed_for(command_id: str, error_type: str, message: str) -> _CommandFailedError:
@@ -959,7 +989,7 @@ def _parse_elements(record: IncomingRecord, db: str) -> list[AnyCommand | _BadBo
             claimed = element.get("id") if isinstance(element, dict) else None
             usable = is_command_id(claimed) and is_text(claimed)
             if isinstance(exc, ValidationError):
-                message = _summarize(exc)
+                message = summarize_validation(exc, root="command")
             else:
                 message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             items.append(

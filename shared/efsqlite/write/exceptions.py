@@ -23,6 +23,18 @@ class CommandRejectedError(EfsqliteError):
 class MigrationError(EfsqliteError):
     """A migration file is malformed, was edited after it was applied, or failed to apply."""
 
+    error_type: str = ErrorType.MIGRATION_FAILED
+
 
 class MessageTooLargeError(EfsqliteError):
     """A command or packed message does not fit in one SQS message."""
+
+
+class UnknownDatabaseError(EfsqliteError):
+    """A command names a database that does not exist and the deployment does not declare.
+
+    The writer creates no file for it: its messages fail (``UnknownDatabase``) and reach the
+    DLQ, so a typo never becomes a database and a redrive applies them once it is declared.
+    """
+
+    error_type: str = ErrorType.UNKNOWN_DATABASE

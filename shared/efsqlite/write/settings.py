@@ -7,6 +7,7 @@ rather than a confusing failure on the first message.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,9 @@ from efsqlite.write.apply import DEFAULT_STEP_BUDGET
 
 #: Four SQS messages' worth: a value a command builds may exceed its own message, a little.
 DEFAULT_MAX_VALUE_BYTES = 4 * 1_048_576
+
+#: ``databases``: comma-separated database names, each with ``*`` and ``?`` wildcards allowed.
+_DATABASES_PATTERN = r"^[a-z0-9_*?-]{1,64}(,[a-z0-9_*?-]{1,64})*$"
 
 #: Where the SAM template mounts the EFS access point. Lambda requires ``/mnt/<name>``.
 DEFAULT_DATA_DIR = Path("/mnt/efsqlite")
@@ -107,11 +111,34 @@ class WriterSettings(_Settings):
             "(AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or 256 outside Lambda."
         ),
     )
+    databases: str | None = Field(
+        None,
+        pattern=_DATABASES_PATTERN,
+        description=(
+            "Databases the writer may create: comma-separated names or patterns ('tenant-*'), "
+            "or '*' for any. Unset creates none. Existing databases are always written."
+        ),
+    )
+    max_receive_count: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description=(
+            "The queue's maxReceiveCount, so the ledger can tell a command being retried from "
+            "one SQS moved to the DLQ (status shows receives left)."
+        ),
+    )
     extra_functions: str = Field(
         "",
         pattern=f"^({FUNCTION_NAME_PATTERN}(,{FUNCTION_NAME_PATTERN})*)?$",
         description="Comma-separated SQL functions the deployer registers, allowed in commands.",
     )
+
+    def may_create(self, db: str) -> bool:
+        """Whether ``databases`` declares ``db`` (a name, a pattern it matches, or ``*``)."""
+        if not self.databases:
+            return False
+        return any(fnmatch.fnmatchcase(db, entry) for entry in self.databases.split(","))
 
     def extra_function_names(self) -> list[str]:
         return [name for name in self.extra_functions.split(",") if name]

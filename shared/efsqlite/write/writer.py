@@ -23,12 +23,13 @@ from pathlib import Path
 from efsqlite.core import engine
 from efsqlite.core.connections import database_path, open_writer_connection, set_hard_heap_limit
 from efsqlite.core.exceptions import EfsqliteError, ErrorType, InvalidDatabaseNameError
-from efsqlite.core.ledger import excerpt
+from efsqlite.core.ledger import FAILURES_TABLE, excerpt, has_table, record_failure
 from efsqlite.core.names import DB_NAME_PATTERN, check_db_name
 from efsqlite.core.position import InvalidPositionError, Position
 from efsqlite.core.sqlpolicy import is_text
-from efsqlite.write.apply import Applier, BatchResult, IncomingRecord
+from efsqlite.write.apply import Applier, BatchResult, IncomingRecord, claimed_command_id
 from efsqlite.write.commands import CommandRegistry, load_commands
+from efsqlite.write.exceptions import MigrationError, UnknownDatabaseError
 from efsqlite.write.migrations import Migration, discover, migrate
 from efsqlite.write.settings import WriterSettings
 from efsqlite.write.wire import body_text
@@ -145,6 +146,7 @@ def record_from_event(raw: object) -> IncomingRecord:
         body=body_text(body),
         sequence_number=sequence_number,
         group_id=group_key,
+        receive_count=int(count),
     )
 
 
@@ -178,6 +180,7 @@ class Writer:
             allow_raw_statements=settings.allow_raw_statements,
             step_budget=settings.command_step_budget,
             extra_functions=settings.extra_function_names(),
+            max_receive_count=settings.max_receive_count,
         )
         set_hard_heap_limit(settings.heap_limit_bytes())
         self._databases: dict[str, _OpenDatabase] = {}
@@ -193,6 +196,13 @@ class Writer:
                 self._migrations[db] = migrations
             path = database_path(self.settings.data_dir, db)
             if not path.exists():
+                if not self.settings.may_create(db):
+                    raise UnknownDatabaseError(
+                        f"database {db!r} does not exist and the deployment does not declare "
+                        f"it (EFSQLITE_DATABASES={self.settings.databases or ''!r}), so no file "
+                        "was created: check the command's db for a typo, or declare it and "
+                        "redrive the DLQ"
+                    )
                 self._create(path, migrations)
             opened = _OpenDatabase(self._open_migrated(path, migrations))
             self._databases[db] = opened
@@ -243,10 +253,13 @@ class Writer:
             opened = self.database(db)
         except (EfsqliteError, engine.Error, OSError) as exc:
             self.forget(db)
+            failure_type = getattr(exc, "error_type", None) or type(exc).__name__
+            if isinstance(exc, MigrationError) and records:
+                self._record_open_failure(db, records[0], failure_type, str(exc))
             return BatchResult(
                 db=db,
                 failed=[r.message_id for r in records],
-                failure_type=type(exc).__name__,
+                failure_type=failure_type,
                 failure_message=str(exc),
             )
         now = time.time()
@@ -263,6 +276,49 @@ class Writer:
             # reopen on the next batch rather than trust it.
             self.forget(db)
         return result
+
+    def _record_open_failure(
+        self, db: str, head: IncomingRecord, failure_type: str, message: str
+    ) -> None:
+        """Record why ``db`` cannot be opened against the group's head command, best effort.
+
+        Its migrations failed, so no batch reaches the ledger; without this row the cause of
+        a blocked group would be only in the writer's log. It goes in on its own small
+        transaction (no migration runs); any error here is ignored: the batch fails anyway.
+        """
+        path = database_path(self.settings.data_dir, db)
+        if not path.is_file():
+            return
+        try:
+            conn = open_writer_connection(
+                path,
+                journal_mode=self.settings.journal_mode,
+                busy_timeout_ms=self.settings.busy_timeout_ms,
+            )
+        except (engine.Error, OSError):
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if has_table(conn, FAILURES_TABLE):
+                    record_failure(
+                        conn,
+                        claimed_command_id(head),
+                        message_id=head.message_id,
+                        error_type=failure_type,
+                        error_message=message,
+                        at_ms=int(time.time() * 1000),
+                        receive_count=head.receive_count,
+                        max_receives=self.settings.max_receive_count,
+                    )
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except engine.Error:
+            pass
+        finally:
+            conn.close()
 
     def handle_event(self, event: object, *, deadline: float = math.inf) -> EventResult:
         """Apply a Lambda SQS event: records grouped by ``MessageGroupId``, order kept.
