@@ -56,12 +56,23 @@ def test_declared_names_and_patterns(declared: str | None, db: str, allowed: boo
     assert settings.may_create(db) is allowed
 
 
-@pytest.mark.parametrize("value", ["Main", "a b", "main,", ",main", "x" * 65, "main;drop"])
+@pytest.mark.parametrize(
+    "value",
+    ["Main", "a b", "main,", ",main", "x" * 65, "main;drop", "../etc", "main\x00", "m\udc80"],
+)
 def test_a_malformed_declaration_is_refused_at_cold_start(value: str) -> None:
     from efsqlite.core.exceptions import InvalidSettingError
 
     with pytest.raises(InvalidSettingError, match="EFSQLITE_DATABASES"):
         WriterSettings.from_env({"EFSQLITE_DATABASES": value})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1001", "three", "1e3", "9" * 5000])
+def test_a_malformed_max_receive_count_is_refused_at_cold_start(value: str) -> None:
+    from efsqlite.core.exceptions import InvalidSettingError
+
+    with pytest.raises(InvalidSettingError, match="EFSQLITE_MAX_RECEIVE_COUNT"):
+        WriterSettings.from_env({"EFSQLITE_MAX_RECEIVE_COUNT": value})
 
 
 def test_an_undeclared_database_fails_without_a_file(writer: ModuleType, data_dir: Path) -> None:

@@ -27,6 +27,7 @@ import pytest
 from efsqlite.core import engine
 from efsqlite.core.exceptions import InvalidSettingError
 from efsqlite.core.sqlpolicy import BUILTIN_FUNCTIONS
+from efsqlite.read.answers import DatabaseStatusAnswer
 from efsqlite.read.settings import ReaderSettings
 from efsqlite.write.settings import WriterSettings
 from efsqlite.write.writer import Writer
@@ -147,7 +148,8 @@ def sql(app: ModuleType, text: str, **extra: Any) -> dict[str, Any]:
 
 
 def check_typed(answer: object) -> None:
-    """A result, a command status, or a typed error; never ``internal``; strict UTF-8 JSON."""
+    """A result, a command or database status, or a typed error; never ``internal``; strict
+    UTF-8 JSON."""
     assert isinstance(answer, dict)
     json.dumps(answer, allow_nan=False, ensure_ascii=False).encode("utf-8")
     if "error" in answer:
@@ -158,8 +160,10 @@ def check_typed(answer: object) -> None:
         assert len(error["message"]) <= 1000
     elif "columns" in answer:
         assert isinstance(answer["rows"], list) and isinstance(answer["truncated"], bool)
-    else:
+    elif "command_id" in answer:
         assert answer["status"] in {"applied", "rejected", "pending", "unknown"}, answer
+    else:
+        DatabaseStatusAnswer.from_json(answer)  # raises AnswerFormatError if malformed
 
 
 def check_http(response: object) -> dict[str, Any]:
@@ -536,6 +540,13 @@ URL_CASES: list[tuple[dict[str, Any], int]] = [
     (url_event("GET", "/commands/c-1", queryStringParameters={"db": "ma\udc80in"}), 400),
     (url_event("GET", "/commands/c-1", queryStringParameters={"db": ["main"]}), 400),
     (url_event("GET", "/commands/c-1", queryStringParameters="db=main"), 400),
+    (url_event("GET", "/databases/main"), 200),
+    (url_event("GET", "/databases/..%2F..%2Fetc%2Fpasswd"), 400),
+    (url_event("GET", "/databases/main/../other"), 400),
+    (url_event("GET", "/databases/%ff%fe"), 400),
+    (url_event("GET", "/databases/ma\udc80in"), 400),
+    (url_event("GET", "/databases/" + "a" * 100_000), 400),
+    (url_event("DELETE", "/databases/main"), 405),
     (url_event("GET", "/qu\udc80ery", rawQueryString="\udc80"), 404),
     (url_event("GET", "/query\x00"), 404),
     (url_event("\udc80", "/query"), 405),

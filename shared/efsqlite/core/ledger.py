@@ -85,6 +85,9 @@ _ADDED_COLUMNS = {
 }
 #: Failures listed in a :class:`LedgerSummary`, most recent first.
 MAX_FAILURES_LISTED = 20
+#: SQL: a failures row is in the DLQ once its receive count reached the queue's maximum (as
+#: :func:`_failure_status` decides it); an older file, without the columns, has none.
+_IN_DLQ_SQL = "coalesce(receive_count >= max_receives, 0)"
 
 
 def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
@@ -409,9 +412,7 @@ def summary(conn: Connection) -> LedgerSummary:
         if "no such table" not in str(exc):
             raise
         return LedgerSummary(position, version, {}, 0, 0, [], None)
-    # A row is in the DLQ once its receive count reached the maximum; an older file (no such
-    # columns yet) has only pending rows.
-    in_dlq = "coalesce(receive_count >= max_receives, 0)" if "max_receives" in columns else "0"
+    in_dlq = _IN_DLQ_SQL if "max_receives" in columns else "0"
     ((total, parked),) = conn.execute(
         f"SELECT count(*), coalesce(sum({in_dlq}), 0) FROM {FAILURES_TABLE}"
     ).fetchall()
@@ -429,9 +430,7 @@ def summary(conn: Connection) -> LedgerSummary:
 
 def blocker(conn: Connection) -> CommandStatus | None:
     """The pending command that failed last: the one holding the database's FIFO group."""
-    if "max_receives" in _columns(conn, FAILURES_TABLE):
-        where = "WHERE NOT coalesce(receive_count >= max_receives, 0)"
-    else:
-        where = ""  # an older file: every row is pending
+    newer = "max_receives" in _columns(conn, FAILURES_TABLE)  # an older file: all pending
+    where = f"WHERE NOT {_IN_DLQ_SQL}" if newer else ""
     rows = _failure_rows(conn, f"{where} ORDER BY last_at_ms DESC LIMIT 1", ())
     return _failure_status(rows[0]) if rows else None

@@ -56,7 +56,7 @@ _QUERY_ERROR = (
 )
 
 
-class _QueryRequest(Exception):
+class _QueryProtocolError(LocalStackError):
     """A request in the query protocol (``Action=...``), which is not served."""
 
     def __init__(self, action: str) -> None:
@@ -126,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, self._dispatch(), {})
         except SqsError as error:
             self._error(error)
-        except _QueryRequest as query:
+        except _QueryProtocolError as query:
             self._query_error(query.action)
         except Exception:  # a bug of ours: a typed 500, logged, never a traceback on the wire
             log.exception("local SQS failed on %s", self.headers.get("X-Amz-Target"))
@@ -151,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
             if form:
                 query.update(parse_qs(raw.decode("utf-8", "replace")))
             if form or "Action" in query:
-                raise _QueryRequest((query.get("Action") or [""])[0][:100])
+                raise _QueryProtocolError((query.get("Action") or [""])[0][:100])
         if service != "AmazonSQS" or not action:
             raise SqsError(
                 "InvalidAction",

@@ -57,6 +57,7 @@ MAX_OPEN_DATABASES = 16
 _FIRST_POLL_S = 0.005
 _MAX_POLL_S = 0.1
 OpenT = TypeVar("OpenT", DatabaseSnapshot, ReadConnection)
+T = TypeVar("T")
 
 
 # -- the reader ------------------------------------------------------------------------------
@@ -232,15 +233,9 @@ class Reader:
                 found = snap.current.reader.command_status(request.command_id)
                 position, stale = snap.current.position, True
         else:
-            conn = self._direct_conn(request.db)
-            try:
-                conn.begin()
-                try:
-                    found, position, held_by = conn.status_and_blocker(request.command_id)
-                finally:
-                    conn.end()
-            except SQLITE_FAILURES as exc:
-                raise classify(exc) from None
+            found, position, held_by = self._read_direct(
+                request.db, lambda conn: conn.status_and_blocker(request.command_id)
+            )
         return StatusAnswer(request.db, found, position, stale=stale, blocked_by=held_by).to_json()
 
     def database_status(self, request: DatabaseStatusRequest) -> dict[str, Any]:
@@ -248,16 +243,20 @@ class Reader:
         if self.settings.read_mode == "snapshot":
             found = self._snapshot(request.db).summary()
         else:
-            conn = self._direct_conn(request.db)
-            try:
-                conn.begin()
-                try:
-                    found = conn.summary()
-                finally:
-                    conn.end()
-            except SQLITE_FAILURES as exc:
-                raise classify(exc) from None
+            found = self._read_direct(request.db, ReadConnection.summary)
         return DatabaseStatusAnswer(request.db, found).to_json()
+
+    def _read_direct(self, db: str, read: Callable[[ReadConnection], T]) -> T:
+        """``read(conn)`` on the database's direct connection in one read transaction."""
+        conn = self._direct_conn(db)
+        try:
+            conn.begin()
+            try:
+                return read(conn)
+            finally:
+                conn.end()
+        except SQLITE_FAILURES as exc:
+            raise classify(exc) from None
 
     # -- per-database state -----------------------------------------------------------------
     def _source_path(self, db: str) -> Path:
