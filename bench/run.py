@@ -6,7 +6,9 @@
 Every comparison's two sides come from this one run, on this machine, under one latency
 model (``bench/efs_model.py``). Figures are medians of interleaved repetitions. The runner
 also calls ``bench/bench_reader.py`` and ``bench/bench_e2e.py`` when they exist, measures
-each handler's cold-start imports, and folds all of it into the report.
+each handler's cold-start imports (``bench/bench_cold_import.py``: from the layer as
+``shared/Makefile`` builds it, against the same layer without bytecode), and folds all of it
+into the report.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import bench_cold_import  # noqa: E402
 import bench_write  # noqa: E402
 import efs_model  # noqa: E402
 from efsqlite.core import engine  # noqa: E402
@@ -174,7 +177,9 @@ def run_sibling(script: Path, quick: bool, out_json: Path) -> dict[str, Any]:
 
 
 # -- goals -----------------------------------------------------------------------------------
-def goals(write: Mapping[str, Any], reader: Mapping[str, Any]) -> list[dict[str, Any]]:
+def goals(
+    write: Mapping[str, Any], reader: Mapping[str, Any], cold: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     rates, counts = write["rates"], write["counts"]
     rate = {k: v["commands_per_s"] for k, v in rates.items()}
     naive4 = write["naive"]["4"]["commands_per_s"]
@@ -212,6 +217,7 @@ def goals(write: Mapping[str, Any], reader: Mapping[str, Any]) -> list[dict[str,
                 "met": overhead <= 100,
             }
         )
+    out += cold.get("result", {}).get("goals", [])
     return out
 
 
@@ -427,7 +433,14 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
                 f"{pc['openat']:.1f} | {pc['unlink']:.1f} | {pc['ftruncate']:.1f} | "
                 f"{pc['pwrite64']:.1f} | {row[side]['round_trips_per_commit']:.1f} | {modelled} |"
             )
-    lines += ["", "## Cold start (python -X importtime, median)", ""]
+    cold = results["cold_import"]
+    lines += ["", "## Cold start from the built layer (bench/bench_cold_import.py)", ""]
+    if "result" in cold:
+        lines += [f"From `{cold['command']}` ({cold['seconds']:.0f} s):", ""]
+        lines += [bench_cold_import.markdown(cold["result"])]
+    else:
+        lines.append(f"Not measured: {cold.get('skipped') or cold.get('error')}")
+    lines += ["", "## Cold start in the development venv (python -X importtime, median)", ""]
     lines += ["| handler | import of app (ms) | whole process (ms) | heaviest imports (ms) |"]
     lines += ["|---|---|---|---|"]
     for name, row in results["cold_start"].items():
@@ -483,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     log("cold start")
     results["cold_start"] = cold_start(5 if args.quick else 11)
     (out / "coldstart.json").write_text(json.dumps(results["cold_start"], indent=2))
+    log("cold start from the built layer")
+    results["cold_import"] = run_sibling(
+        HERE / "bench_cold_import.py", args.quick, out / "cold_import.json"
+    )
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("reader", lambda: run_sibling(HERE / "bench_reader.py", args.quick, out / "reader.json")),
         ("e2e", lambda: run_sibling(HERE / "bench_e2e.py", args.quick, out / "e2e.json")),
@@ -493,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log(f"{name} benchmark")
         results[name] = step()
-    results["goals"] = goals(results["write"], results["reader"])
+    results["goals"] = goals(results["write"], results["reader"], results["cold_import"])
     results["seconds"] = time.monotonic() - started
     (out / "results.json").write_text(json.dumps(results, indent=2))
     images = plots(results["write"], out)

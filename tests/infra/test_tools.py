@@ -5,6 +5,7 @@ its own result."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,31 @@ from efsqlite.core import engine
 
 from tests.infra.cfn import TEMPLATE
 from tests.infra.edits import drop_writer_reserved_concurrency
-from tests.infra.tools import Launch, locate, locate_python313
+from tests.infra.tools import Launch, locate, locate_python313, missing
 
 RELATIVE_TEMPLATE = TEMPLATE.relative_to(TEMPLATE.parents[1])
 SOURCE = TEMPLATE.parents[1] / "shared" / "efsqlite"
 #: The parts the Lambda layer ships (shared/Makefile's LAYER_PACKAGES).
 ENGINE_PARTS = ("core", "write", "read")
+#: The bytecode file of a module for the runtime (CPython 3.13, optimisation level 0).
+PYC_TAG = "cpython-313"
+#: A .pyc's flags word (PEP 552): bit 0 hash-based, bit 1 check the source. 0b01: a hash-based
+#: .pyc the import system trusts without reading the source (--invalidation-mode unchecked-hash).
+UNCHECKED_HASH = 0b01
+#: Run by the runtime's interpreter: its magic number, and each module's source hash (which a
+#: hash-based .pyc carries in bytes 8 to 16), for the layer folder given as argv[1].
+_BYTECODE_FACTS = """
+import importlib.util, json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+print(json.dumps({
+    "magic": importlib.util.MAGIC_NUMBER.hex(),
+    "cache_tag": sys.implementation.cache_tag,
+    "hashes": {
+        p.relative_to(root).as_posix(): importlib.util.source_hash(p.read_bytes()).hex()
+        for p in sorted(root.rglob("*.py"))
+    },
+}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -174,16 +194,79 @@ def test_the_layer_ships_the_engine_and_nothing_else(tools: tuple[Launch, Path, 
     shipped = sorted(
         p.relative_to(layer).as_posix() for p in (layer / "efsqlite").rglob("*") if p.is_file()
     )
-    # THEN it is exactly the engine's source files (core, write, read): no client, CLI or
-    # local stack, no stray bytecode, and every engine module is there
-    engine_files = sorted(
-        p.relative_to(SOURCE.parent).as_posix()
-        for part in ENGINE_PARTS
+    # THEN it is exactly the engine's source files (core, write, read), each with its 3.13
+    # bytecode and no other: no client, CLI or local stack, and every engine module is there
+    engine_files = [
+        p.relative_to(SOURCE.parent)
+        for part in ("", *ENGINE_PARTS)
         for p in (SOURCE / part).glob("*.py")
-    )
-    assert shipped == sorted(["efsqlite/__init__.py", "efsqlite/py.typed", *engine_files])
-    assert {p.name for p in (layer / "efsqlite").iterdir() if p.is_dir()} == set(ENGINE_PARTS)
+        if part or p.name == "__init__.py"
+    ]
+    expected = ["efsqlite/py.typed"]
+    for source in engine_files:
+        expected.append(source.as_posix())
+        expected.append((source.parent / "__pycache__" / f"{source.stem}.{PYC_TAG}.pyc").as_posix())
+    assert shipped == sorted(expected)
+    assert {p.name for p in (layer / "efsqlite").iterdir() if p.is_dir()} == {
+        *ENGINE_PARTS,
+        "__pycache__",
+    }
     # AND the third-party packages are the layer's pins and what they need, not moto or boto3
     top = {p.name for p in layer.iterdir() if not p.name.endswith(".dist-info")}
     assert {"apsw", "pydantic", "pydantic_core", "aws_lambda_powertools"} <= top
     assert not top & {"boto3", "botocore", "moto", "bin", "requirements.txt", "Makefile"}, top
+
+
+def test_every_module_in_the_layer_ships_unchecked_bytecode_for_the_runtime(
+    tools: tuple[Launch, Path, Path],
+) -> None:
+    # GIVEN the layer sam built, and the runtime's interpreter (python3.13, which may not be
+    # the one running the tests: the magic number must be 3.13's)
+    launch, build_dir, _ = tools
+    assert launch.result("sam build").returncode == 0, launch.result("sam build").output
+    layer = build_dir / "SharedLayer" / "python"
+    python, why = locate_python313()
+    if python is None:
+        missing(why)
+    facts = json.loads(
+        subprocess.run(
+            [str(python), "-I", "-B", "-c", _BYTECODE_FACTS, str(layer)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+    )
+    assert facts["cache_tag"] == PYC_TAG
+    magic = bytes.fromhex(facts["magic"])
+    sources: dict[str, str] = facts["hashes"]
+    # WHEN reading the header of each module's __pycache__/<name>.cpython-313.pyc
+    problems = []
+    for relative, source_hash in sources.items():
+        source = layer / relative
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{PYC_TAG}.pyc"
+        if not pyc.is_file():
+            problems.append(f"{relative}: no {pyc.relative_to(layer)}")
+            continue
+        header = pyc.read_bytes()[:16]
+        flags = int.from_bytes(header[4:8], "little")
+        # THEN it is 3.13's, hash-based and unchecked, and compiled from the source shipped
+        if header[:4] != magic:
+            problems.append(f"{relative}: magic {header[:4].hex()}, not 3.13's {magic.hex()}")
+        elif flags != UNCHECKED_HASH:
+            problems.append(f"{relative}: flags {flags:#04b}, not unchecked-hash (0b01)")
+        elif header[8:16].hex() != source_hash:
+            problems.append(f"{relative}: compiled from another source (hash differs)")
+    assert problems == [], "\n".join(problems[:20]) + f"\n({len(problems)} in all)"
+    # AND that covers the third-party packages and efsqlite alike, and no bytecode is stray
+    assert {"efsqlite/core/engine.py", "pydantic/main.py", "typing_extensions.py"} <= set(sources)
+    assert len(sources) > 300, len(sources)
+    stray = [
+        p.relative_to(layer).as_posix()
+        for p in layer.rglob("*.pyc")
+        if p.parent.name != "__pycache__"
+        or not p.name.endswith(f".{PYC_TAG}.pyc")
+        or p.parent.parent.relative_to(layer).joinpath(p.name.split(".")[0] + ".py").as_posix()
+        not in sources
+    ]
+    assert stray == []

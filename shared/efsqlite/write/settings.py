@@ -28,6 +28,12 @@ DEFAULT_MAX_VALUE_BYTES = 4 * 1_048_576
 #: ``databases``: comma-separated database names, each with ``*`` and ``?`` wildcards allowed.
 _DATABASES_PATTERN = r"^[a-z0-9_*?-]{1,64}(,[a-z0-9_*?-]{1,64})*$"
 
+#: Databases the writer keeps open at once; the least recently used is closed past this.
+DEFAULT_MAX_OPEN_DATABASES = 64
+#: Half of Lambda's 1,024 file descriptors: each open database holds one (the one committing,
+#: its journal too), and the runtime, the logs and SQLite's temporary files need the rest.
+MAX_OPEN_DATABASES_LIMIT = 512
+
 #: Where the SAM template mounts the EFS access point. Lambda requires ``/mnt/<name>``.
 DEFAULT_DATA_DIR = Path("/mnt/efsqlite")
 #: Above SQS's 14-day maximum retention twice over (source queue, then DLQ), so a redriven
@@ -126,6 +132,15 @@ class WriterSettings(_Settings):
         description=(
             "The queue's maxReceiveCount, so the ledger can tell a command being retried from "
             "one SQS moved to the DLQ (status shows receives left)."
+        ),
+    )
+    max_open_databases: int = Field(
+        DEFAULT_MAX_OPEN_DATABASES,
+        ge=1,
+        le=MAX_OPEN_DATABASES_LIMIT,
+        description=(
+            "Databases kept open at once (one file descriptor each, of Lambda's 1,024); past "
+            "it the least recently used is closed, and reopened on its next batch."
         ),
     )
     extra_functions: str = Field(

@@ -1,9 +1,16 @@
-"""The writer's per-environment state: one connection per database, migrated on first use.
+"""The writer's per-environment state: a bounded set of open databases, migrated on first use.
 
 The Lambda handler (``functions/writer/app.py``) is a thin shell around :class:`Writer`; the
 local stack calls that same handler, and tests may call :class:`Writer` directly.
 
 DO keep one :class:`Writer` per execution environment (module scope in the handler).
+DO keep at most ``max_open_databases`` connections open (``EFSQLITE_MAX_OPEN_DATABASES``,
+default 64): Lambda allows 1,024 file descriptors and each connection holds one. Past the
+cap the least recently used database is closed before another opens (so the count never
+exceeds it, not even while a new database is built); it is reopened, its migrations
+checked and its ledger pruned, on its next batch.
+DON'T close the database of the batch being applied: eviction happens only when a batch
+starts, before its own database opens.
 DON'T share a database between writers outside the FIFO group: SQS hands a group to one
 invocation at a time, and that is the only mutual exclusion that is cheap on EFS.
 DO create a new database under a staging name and move it into place once migrated: a reader
@@ -187,26 +194,41 @@ class Writer:
         self._migrations: dict[str, list[Migration]] = {}
 
     def database(self, db: str) -> _OpenDatabase:
-        """The open, migrated connection for ``db`` (opened and migrated on first use)."""
-        opened = self._databases.get(db)
+        """The open, migrated connection for ``db`` (opened and migrated on first use).
+
+        ``self._databases`` is kept in recency order (the last used last); opening one more
+        than ``max_open_databases`` first closes the least recently used.
+        """
+        opened = self._databases.pop(db, None)
         if opened is None:
             migrations = self._migrations.get(db)
             if migrations is None:
                 migrations = discover(self.settings.migrations_dir, db)
                 self._migrations[db] = migrations
             path = database_path(self.settings.data_dir, db)
-            if not path.exists():
-                if not self.settings.may_create(db):
-                    raise UnknownDatabaseError(
-                        f"database {db!r} does not exist and the deployment does not declare "
-                        f"it (EFSQLITE_DATABASES={self.settings.databases or ''!r}), so no file "
-                        "was created: check the command's db for a typo, or declare it and "
-                        "redrive the DLQ"
-                    )
+            exists = path.exists()
+            if not exists and not self.settings.may_create(db):
+                raise UnknownDatabaseError(
+                    f"database {db!r} does not exist and the deployment does not declare "
+                    f"it (EFSQLITE_DATABASES={self.settings.databases or ''!r}), so no file "
+                    "was created: check the command's db for a typo, or declare it and "
+                    "redrive the DLQ"
+                )
+            self._make_room()
+            if not exists:
                 self._create(path, migrations)
             opened = _OpenDatabase(self._open_migrated(path, migrations))
-            self._databases[db] = opened
+        self._databases[db] = opened  # (re)inserted last: dict order is recency
         return opened
+
+    def open_databases(self) -> list[str]:
+        """The databases with an open connection, least recently used first."""
+        return list(self._databases)
+
+    def _make_room(self) -> None:
+        """Close least recently used databases until one more may open within the cap."""
+        while len(self._databases) >= self.settings.max_open_databases:
+            self.forget(next(iter(self._databases)))
 
     def _open_migrated(self, path: Path, migrations: list[Migration]) -> engine.Connection:
         conn = open_writer_connection(
