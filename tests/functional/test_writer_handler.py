@@ -590,3 +590,28 @@ def test_malformed_records_are_handed_back_not_raised(
     assert failures(response) == [bad["messageId"]]
     assert rows(data_dir, "SELECT v FROM kv WHERE k = 'fine'") == [("x",)]
     assert outcomes(data_dir, "") == {"fine": "applied"}
+
+
+@pytest.mark.parametrize("disabled", ["true", "false"])
+def test_custom_metrics_follow_the_templates_switch_and_the_log_keeps_the_counts(
+    cold_start_writer: Callable[[], ModuleType],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    disabled: str,
+) -> None:
+    # GIVEN the writer cold-started as the template configures it (CustomMetrics=false sets
+    # POWERTOOLS_METRICS_DISABLED=true: no custom metric is billed)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", disabled)
+    app = cold_start_writer()
+    capsys.readouterr()
+    # WHEN it applies a batch
+    response = invoke(app, sqs_record(tally("m-1", "m1")), sqs_record(tally("m-2", "m2")))
+    assert failures(response) == []
+    out = capsys.readouterr().out
+    # THEN EMF (the "_aws" metric envelope) is printed only when metrics are on
+    emf = [line for line in out.splitlines() if '"_aws"' in line]
+    assert bool(emf) is (disabled == "false"), out
+    # AND the "batch settled" line carries the counts either way
+    [settled] = [r for r in caplog.records if r.getMessage() == "batch settled"]
+    assert (settled.__dict__["applied"], settled.__dict__["rejected"]) == (2, 0)

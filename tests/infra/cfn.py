@@ -31,7 +31,6 @@ WRITER_ACTIONS = {
     "sqs:deletemessage",
     "sqs:changemessagevisibility",
     "sqs:getqueueattributes",
-    "kms:decrypt",
     "elasticfilesystem:clientmount",
     "elasticfilesystem:clientwrite",
 }
@@ -109,6 +108,16 @@ def parameter(t: Template, value: Any) -> dict[str, Any] | None:
     name = value.get("Ref") if isinstance(value, dict) and len(value) == 1 else None
     found = (t.get("Parameters") or {}).get(name) if isinstance(name, str) else None
     return dict(found) if found is not None else None
+
+
+def when_set(t: Template, value: Any) -> Any:
+    """The value of ``Fn::If [condition, value, AWS::NoValue]`` (a setting a parameter can
+    turn off), else ``value`` itself."""
+    if isinstance(value, dict) and list(value) == ["Fn::If"]:
+        _, then, otherwise = value["Fn::If"]
+        if otherwise == {"Ref": "AWS::NoValue"}:
+            return then
+    return value
 
 
 def resolve(t: Template, value: Any) -> Any:
@@ -237,8 +246,8 @@ def _queue_problems(t: Template, queue: str, label: str) -> list[str]:
         problems.append(f"{label} {queue} is not FIFO (FifoQueue: true)")
     if as_number(resolve(t, q.get("MaximumMessageSize"))) != SQS_MAX_MESSAGE_BYTES:
         problems.append(f"{label} {queue} MaximumMessageSize is not {SQS_MAX_MESSAGE_BYTES}")
-    if not q.get("KmsMasterKeyId"):
-        problems.append(f"{label} {queue} has no SSE-KMS (KmsMasterKeyId)")
+    if not q.get("KmsMasterKeyId") and q.get("SqsManagedSseEnabled") is not True:
+        problems.append(f"{label} {queue} is not encrypted at rest (SSE-SQS or SSE-KMS)")
     return problems
 
 
@@ -255,7 +264,7 @@ def writer_problems(t: Template) -> list[str]:
 
     if "ReservedConcurrentExecutions" not in p:
         problems.append("writer has no ReservedConcurrentExecutions")
-    elif as_number(resolve(t, p["ReservedConcurrentExecutions"])) != 1:
+    elif as_number(resolve(t, when_set(t, p["ReservedConcurrentExecutions"]))) != 1:
         problems.append("writer ReservedConcurrentExecutions does not default to 1")
 
     events = [e for e in (p.get("Events") or {}).values() if e.get("Type") == "SQS"]
@@ -412,8 +421,7 @@ def efs_problems(t: Template) -> list[str]:
         problems.append("EFS is not encrypted")
     if p.get("PerformanceMode", "generalPurpose") != "generalPurpose":
         problems.append("EFS is not General Purpose")
-    if (p.get("BackupPolicy") or {}).get("Status") != "ENABLED":
-        problems.append("EFS automatic backups are not enabled")
+    problems.extend(backup_problems(t, fs))
     statements_ = [s for _, s in file_system_statements(t)]
     deny_tls = any(
         s.get("Effect") == "Deny"
@@ -454,4 +462,31 @@ def checkov_skip_problems(t: Template) -> list[str]:
                 problems.append(f"{k}: checkov skip without a check id")
             if len(str(skip.get("comment") or "").split()) < 8:
                 problems.append(f"{k}: checkov skip {skip.get('id')} has no written reason")
+    return problems
+
+
+def backup_problems(t: Template, fs: str) -> list[str]:
+    """The file system is backed up daily by a plan of the stack's, kept a parameter's days."""
+    selected = [
+        props(t, name)["BackupSelection"]
+        for name in resources(t, "AWS::Backup::BackupSelection")
+        if {"Fn::GetAtt": [fs, "Arn"]}
+        in as_list(props(t, name)["BackupSelection"].get("Resources"))
+    ]
+    if not selected:
+        return ["no backup selection names the EFS file system"]
+    plans = resources(t, "AWS::Backup::BackupPlan")
+    rules = [
+        rule
+        for plan in plans.values()
+        for rule in as_list(plan["Properties"]["BackupPlan"].get("BackupPlanRule"))
+    ]
+    problems = []
+    if not any("cron(" in str(rule.get("ScheduleExpression")) for rule in rules):
+        problems.append("no backup rule runs on a schedule")
+    retention = [parameter(t, (r.get("Lifecycle") or {}).get("DeleteAfterDays")) for r in rules]
+    if not any(param and as_number(param.get("Default")) for param in retention):
+        problems.append("backup retention is not a parameter with a default above 0")
+    if (props(t, fs).get("BackupPolicy") or {}).get("Status") == "ENABLED":
+        problems.append("AWS's automatic EFS backups (35 days) run beside the stack's plan")
     return problems

@@ -30,7 +30,16 @@ def drop_line(pattern: str) -> Edit:
     return apply
 
 
+def drop_key(key: str) -> Edit:
+    """Remove a property and the more indented lines of its value (``key: !If`` + a list)."""
+
+    def apply(block: str) -> str:
+        return re.sub(rf"(?m)^( *){key}:.*\n(?:\1 .*\n)*", "", block, count=1)
+
+    return apply
+
+
 #: The break the issue names first: the writer loses its reserved concurrency.
 drop_writer_reserved_concurrency = edit_resource(
-    "WriterFunction", drop_line(r"ReservedConcurrentExecutions: .*")
+    "WriterFunction", drop_key("ReservedConcurrentExecutions")
 )

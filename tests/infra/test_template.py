@@ -17,7 +17,7 @@ def test_writer_is_one_fifo_consumer_with_partial_batches(template: Template) ->
 
 def test_writer_concurrency_is_a_parameter_defaulting_to_one(template: Template) -> None:
     # GIVEN the writer's reserved concurrency (the brief's multi-database trap)
-    value = cfn.props(template, cfn.WRITER)["ReservedConcurrentExecutions"]
+    value = cfn.when_set(template, cfn.props(template, cfn.WRITER)["ReservedConcurrentExecutions"])
     # WHEN it is resolved
     param = cfn.parameter(template, value)
     # THEN it is a parameter, default 1, documented as at least the number of databases
@@ -89,7 +89,9 @@ def test_every_checkov_skip_has_a_written_reason(template: Template) -> None:
 def test_reader_concurrency_stays_below_efs_lock_limit(template: Template) -> None:
     # GIVEN the reader's reserved and provisioned concurrency
     reader = cfn.props(template, cfn.READER)
-    reserved = cfn.parameter(template, reader["ReservedConcurrentExecutions"])
+    reserved = cfn.parameter(
+        template, cfn.when_set(template, reader["ReservedConcurrentExecutions"])
+    )
     provisioned = cfn.parameter(
         template,
         reader["ProvisionedConcurrencyConfig"]["Fn::If"][1]["ProvisionedConcurrentExecutions"],
@@ -131,16 +133,57 @@ def test_layer_is_built_for_the_runtime(template: Template) -> None:
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 
-def test_producer_policy_sends_and_uses_the_sqs_key(template: Template) -> None:
+def test_producer_policy_sends_and_cannot_consume(template: Template) -> None:
     # GIVEN the producer policy
     doc = cfn.props(template, "ProducerPolicy")["PolicyDocument"]
     found = cfn.statements(doc)
     # WHEN its grants are checked
-    # THEN it can send, use the KMS key of alias/aws/sqs, and cannot consume
+    # THEN it can send and cannot consume; SSE-SQS needs no KMS grant, so it has none
     assert any(cfn.grants(s, "sqs:SendMessage") for s in found)
-    assert any(cfn.grants(s, "kms:GenerateDataKey") for s in found)
-    assert any(cfn.grants(s, "kms:Decrypt") for s in found)
     assert not any(cfn.grants(s, "sqs:ReceiveMessage") for s in found)
+    assert not any(cfn.grants(s, "kms:Decrypt") for s in found)
+
+
+def test_queues_are_encrypted_without_a_kms_charge(template: Template) -> None:
+    # GIVEN both queues
+    for queue in ("CommandQueue", "DeadLetterQueue"):
+        q = cfn.props(template, queue)
+        # THEN they use SSE-SQS (no KMS request per message), not a KMS key
+        assert q["SqsManagedSseEnabled"] is True and "KmsMasterKeyId" not in q
+    # AND no role or policy of the stack grants KMS actions any more
+    assert "kms:" not in cfn.TEMPLATE.read_text().lower().replace("kms key", "")
+
+
+def test_a_small_quota_account_deploys_with_one_parameter(template: Template) -> None:
+    # GIVEN ReserveConcurrency (accounts whose quota is 10 cannot reserve any execution)
+    param = template["Parameters"]["ReserveConcurrency"]
+    assert param["Default"] == "true" and param["AllowedValues"] == ["true", "false"]
+    condition = template["Conditions"]["ReservesConcurrency"]
+    assert condition == {"Fn::Equals": [{"Ref": "ReserveConcurrency"}, "true"]}
+    # THEN set to false, both functions reserve nothing, and nothing else needs to change
+    for function in (cfn.WRITER, cfn.READER):
+        value = cfn.props(template, function)["ReservedConcurrentExecutions"]
+        assert value["Fn::If"][0] == "ReservesConcurrency"
+        assert value["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    # AND it is documented where the deployer reads it
+    assert "efsqlite doctor --aws" in param["Description"]
+    assert "ReserveConcurrency=false" in (cfn.REPO / "docs" / "deploy.md").read_text()
+
+
+def test_cheap_defaults(template: Template) -> None:
+    params = template["Parameters"]
+    # Bursting throughput (no charge per byte), no custom metrics, a week of backups
+    assert params["EfsThroughputMode"]["Default"] == "bursting"
+    assert params["CustomMetrics"]["Default"] == "false"
+    assert params["BackupRetentionDays"]["Default"] == 7
+    env = cfn.environment(template, cfn.WRITER)
+    assert env["POWERTOOLS_METRICS_DISABLED"] == {"Fn::If": ["HasCustomMetrics", "false", "true"]}
+    # AND every alarm watches a metric AWS publishes for free (AWS/SQS, AWS/Lambda)
+    alarms = cfn.resources(template, "AWS::CloudWatch::Alarm")
+    assert alarms and {a["Properties"]["Namespace"] for a in alarms.values()} <= {
+        "AWS/SQS",
+        "AWS/Lambda",
+    }
 
 
 def test_outputs_the_cli_needs(template: Template) -> None:
@@ -171,3 +214,14 @@ def test_alarms_cover_dlq_age_and_writer_errors(template: Template) -> None:
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
     assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in metrics
     assert ("AWS/Lambda", "Errors") in metrics
+
+
+def test_the_preflight_checks_the_template_defaults(template: Template) -> None:
+    # GIVEN what `efsqlite doctor --aws` assumes the stack reserves
+    from efsqlite.client import preflight
+
+    params = template["Parameters"]
+    # THEN it is what the template reserves by default, under the same reader cap
+    assert params["WriterReservedConcurrency"]["Default"] == preflight.WRITER_RESERVED
+    assert params["ReaderReservedConcurrency"]["Default"] == preflight.READER_RESERVED
+    assert params["ReaderReservedConcurrency"]["MaxValue"] == preflight.READER_CAP

@@ -1,4 +1,4 @@
-"""The ``efsqlite`` command line: send, query, status, redrive, import, schema and dev.
+"""The ``efsqlite`` command line: send, query, status, redrive, import, schema, dev, doctor.
 
 Every subcommand finds the queue and the reader the way the client library does: the local
 stack's ``endpoints.json`` (``--data-dir``, default ``./.efsqlite``), or ``--queue-url`` and
@@ -9,9 +9,10 @@ exit 1 for errors, 2 for bad usage, 3 for a rejected command (``send --wait``), 
 timeout.
 
 One module per subcommand (``send``, ``query``, ``status``, ``redrive``, ``importer``,
-``schema``, ``dev``), each with ``add_parser`` and ``run(args) -> int``; ``common`` holds what
-they share. DO keep the work in the client library (``efsqlite.client.status``, ``.redrive``,
-``.importer``) and only parse, call and print here: users script the library, not the CLI.
+``schema``, ``dev``, ``doctor``), each with ``add_parser`` and ``run(args) -> int``; ``common``
+holds what they share. DO keep the work in the client library (``efsqlite.client.status``,
+``.redrive``, ``.importer``, ``.preflight``) and only parse, call and print here: users script
+the library, not the CLI.
 DON'T let a subcommand module import another one: each stands alone on ``common``.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from efsqlite.cli import dev, importer, query, redrive, schema, send, status
+from efsqlite.cli import dev, doctor, importer, query, redrive, schema, send, status
 from efsqlite.cli.common import (
     EXIT_ERROR,
     EXIT_REJECTED,
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="efsqlite", description=__doc__.split("\n\n")[0])
     where = where_parser()
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (send, query, status, redrive, importer):
+    for module in (send, query, status, redrive, importer, doctor):
         module.add_parser(commands, where)
     schema.add_parser(commands)
     dev.add_parser(commands)
