@@ -16,6 +16,12 @@ Kinds of worker, all inserting the same row (``INSERT INTO items ... VALUES (?, 
 - ``naive``: what a writer Lambda without a queue does: open the shared file, write one
   command in its own transaction, close. Run N of them at once; ``database is locked`` errors
   are counted and retried.
+- ``handler-logs``: the writer Lambda's own handler (``functions/writer/app.py``, powertools
+  Logger and Metrics), to count the bytes it logs per invocation.
+
+Under the model, each worker's delays apply only to its own database files
+(``efs_model.database_paths``); the counts keep only the calls on them, with the bytes
+read and written and the bytes EFS Elastic throughput meters (``efs_model.parse_trace``).
 """
 
 from __future__ import annotations
@@ -213,10 +219,89 @@ def worker_naive(args: argparse.Namespace) -> None:
     _report(done, started, ended, locked=locked, retries=retries)
 
 
+def worker_handler_logs(args: argparse.Namespace) -> None:
+    """The writer Lambda's handler (``functions/writer/app.py``): bytes it logs per invocation.
+
+    Settings as the SAM template sets them (``POWERTOOLS_METRICS_DISABLED`` unless
+    ``--custom-metrics 1``). After the warm-up, file descriptors 1 and 2 go to a file for the
+    timed invocations, so everything the handler and its libraries print is counted; the
+    Lambda service's own START/END/REPORT lines are not part of it.
+    """
+    data_dir = Path(args.dir)
+    migrations = data_dir / "migrations"
+    migrations.mkdir(parents=True, exist_ok=True)
+    (migrations / "0001_items.sql").write_text(TABLE_SQL + ";\n")
+    os.environ.update(
+        {
+            "EFSQLITE_DATA_DIR": str(data_dir),
+            "EFSQLITE_MIGRATIONS_DIR": str(migrations),
+            "EFSQLITE_DATABASES": "*",
+            "EFSQLITE_JOURNAL_MODE": args.journal_mode,
+            "POWERTOOLS_SERVICE_NAME": "efsqlite-writer",
+            "POWERTOOLS_METRICS_NAMESPACE": "efsqlite",
+            "POWERTOOLS_METRICS_DISABLED": "false" if args.custom_metrics else "true",
+        }
+    )
+    sys.path[:0] = [str(REPO / "functions" / "writer"), str(REPO)]
+    import app  # type: ignore[import-not-found]
+
+    from tests.support.events import FakeLambdaContext, sqs_event, sqs_record
+
+    prefix = f"{args.db}-{os.getpid()}"
+    counter = 0
+
+    def record() -> dict[str, Any]:
+        nonlocal counter
+        counter += 1
+        body = {
+            "v": 1,
+            "id": f"{prefix}-{counter}",
+            "db": args.db,
+            "statements": [{"sql": INSERT_SQL, "params": _params(prefix, counter)}],
+        }
+        return sqs_record(body, group=args.db)
+
+    events = [
+        sqs_event(*(record() for _ in range(args.batch))) for _ in range(WARMUP_UNITS + args.units)
+    ]
+    context = FakeLambdaContext()
+    for event in events[:WARMUP_UNITS]:
+        assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    _wait_for_go()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        started = time.time()
+        try:
+            answers = [app.lambda_handler(event, context) for event in events[WARMUP_UNITS:]]
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+        ended = time.time()
+        capture.seek(0)
+        logged = capture.read()
+    if any(answer != {"batchItemFailures": []} for answer in answers):
+        raise SystemExit(f"a batch failed: {answers}")
+    _report(
+        args.units * args.batch,
+        started,
+        ended,
+        log_bytes=len(logged),
+        log_lines=logged.count(b"\n"),
+        sample=logged.decode(errors="replace").splitlines()[-1:],
+    )
+
+
 WORKERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "efsqlite": worker_efsqlite,
     "raw": worker_raw,
     "naive": worker_naive,
+    "handler-logs": worker_handler_logs,
 }
 
 
@@ -237,12 +322,33 @@ def worker_command(kind: str, folder: Path, **options: Any) -> list[str]:
     return command
 
 
-def run_together(commands: Sequence[Sequence[str]], *, modelled: bool) -> list[dict[str, Any]]:
-    """Start the workers, wait until all are ready, release them at once, collect results."""
-    prefix = efs_model.model_prefix() if modelled else []
+def _option(command: Sequence[str], flag: str, default: str) -> str:
+    return command[command.index(flag) + 1] if flag in command else default
+
+
+def model_paths(command: Sequence[str]) -> list[str]:
+    """The EFS paths of a worker command: its ``--dir`` folder, its ``--db`` file, the journal."""
+    return efs_model.database_paths(
+        _option(command, "--dir", "."), [_option(command, "--db", "main")]
+    )
+
+
+def run_together(
+    commands: Sequence[Sequence[str]],
+    *,
+    modelled: bool,
+    model: Mapping[str, int] = efs_model.MODEL_US,
+) -> list[dict[str, Any]]:
+    """Start the workers, wait until all are ready, release them at once, collect results.
+
+    Under the model each worker's strace delays only the calls on its own database files.
+    """
     procs = [
         subprocess.Popen(
-            [*prefix, *command],
+            [
+                *(efs_model.model_prefix(model_paths(command), model) if modelled else []),
+                *command,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -288,7 +394,10 @@ def prepare_shared_db(folder: Path, db: str, journal_mode: str = "DELETE") -> No
 
 
 def modelled_rates(
-    root: Path, configs: Mapping[str, tuple[str, Mapping[str, Any]]], reps: int
+    root: Path,
+    configs: Mapping[str, tuple[str, Mapping[str, Any]]],
+    reps: int,
+    model: Mapping[str, int] = efs_model.MODEL_US,
 ) -> dict[str, dict[str, Any]]:
     """Median commands/s of single-worker runs under the latency model, per config.
 
@@ -297,27 +406,38 @@ def modelled_rates(
     """
     rates: dict[str, list[float]] = {name: [] for name in configs}
     cpu: dict[str, list[float]] = {name: [] for name in configs}
+    wall: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(reps):
         for name, (kind, options) in configs.items():
             folder = fresh(root, kind)
             if kind == "naive":
                 prepare_shared_db(folder, options.get("db", "main"))
-            (result,) = run_together([worker_command(kind, folder, **options)], modelled=True)
+            (result,) = run_together(
+                [worker_command(kind, folder, **options)], modelled=True, model=model
+            )
             rates[name].append(result["commands"] / result["seconds"])
             units = int(options.get("units", 1)) or 1
             cpu[name].append(result["cpu_seconds"] * 1000 / units)
+            wall[name].append(result["seconds"] * 1000 / units)
     return {
         name: {
             "commands_per_s": statistics.median(runs),
             "runs": runs,
             "cpu_ms_per_invocation": statistics.median(cpu[name]),
+            # Wall time of one writer invocation (one unit) under the model.
+            "ms_per_invocation": statistics.median(wall[name]),
         }
         for name, runs in rates.items()
     }
 
 
 def counted(root: Path, kind: str, units: int, **options: Any) -> dict[str, Any]:
-    """Steady-state calls per unit (commit) and per command: runs of N and 2N units."""
+    """Steady-state calls and EFS usage per unit (commit) and per command: N and 2N units.
+
+    Only calls on the database files count (the worker's folder and the files directly in
+    it: ``efs_model.in_folder``); ``per_commit`` holds calls per syscall and the usage
+    figures of ``efs_model.parse_trace`` (data and metadata operations, bytes, metered bytes).
+    """
     runs = []
     for n in (units, 2 * units):
         folder = fresh(root, f"count-{kind}")
@@ -329,6 +449,7 @@ def counted(root: Path, kind: str, units: int, **options: Any) -> dict[str, Any]
                 [sys.executable, str(Path(__file__).resolve()), "--auto-go", *command[2:]],
                 root,
                 env=_env(),
+                folder=folder,
             )
         )
     per_commit = efs_model.difference(runs[1], runs[0], units)
@@ -367,6 +488,33 @@ def parallel(
         "retries": statistics.median(retries),
         "commands": statistics.median(totals),
     }
+
+
+def log_bytes(root: Path, units: int, batch: int = 10) -> dict[str, Any]:
+    """Bytes the writer handler logs per invocation of a settled batch, metrics off and on."""
+    out: dict[str, Any] = {"batch": batch, "invocations": units}
+    for name, custom in (("default", 0), ("custom_metrics", 1)):
+        folder = fresh(root, f"logs-{name}")
+        command = worker_command(
+            "handler-logs", folder, units=units, batch=batch, custom_metrics=custom
+        )
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--auto-go", *command[2:]],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            out[name] = {"error": done.stderr.strip()[-500:]}
+            continue
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        out[name] = {
+            "bytes_per_invocation": result["log_bytes"] / units,
+            "lines_per_invocation": result["log_lines"] / units,
+            "last_line": result["sample"][0][:600] if result["sample"] else "",
+        }
+    return out
 
 
 def data_root() -> str | None:
@@ -433,6 +581,14 @@ def run_suite(root: Path, *, quick: bool, log: Callable[[str], None] = print) ->
         log(f"  {name}: {rate['commands_per_s']:.0f} commands/s")
     out["rates"] = rates
 
+    log("write: the same strace with zero delays (what tracing alone costs)")
+    out["tracing_only"] = modelled_rates(
+        root,
+        {name: configs[name] for name in ("efsqlite_b1", "efsqlite_b10", "efsqlite_packed")},
+        1 if quick else 3,
+        model=efs_model.ZERO_MODEL,
+    )
+
     log("write: naive design, N concurrent processes on one file")
     naive: dict[str, Any] = {}
     for n in (1, 2, 4, 8):
@@ -467,6 +623,9 @@ def run_suite(root: Path, *, quick: bool, log: Callable[[str], None] = print) ->
         )
         log(f"  K={k}: {multi[str(k)]['commands_per_s']:.0f}/s")
     out["databases"] = multi
+
+    log("write: bytes the writer handler logs per invocation (batch of 10)")
+    out["log_bytes"] = log_bytes(root, 10 if quick else 30)
     return out
 
 
@@ -485,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--journal-mode", default="DELETE")
     worker.add_argument("--busy-timeout-ms", type=int, default=5000)
     worker.add_argument("--retry-sleep-ms", type=int, default=0)
+    worker.add_argument("--custom-metrics", type=int, default=0)
     suite = sub.add_parser("suite", help="run the write suite and print its JSON")
     suite.add_argument("--quick", action="store_true")
     suite.add_argument("--data-root", default=None, help="where the databases go")
