@@ -5,10 +5,12 @@
 
 Every comparison's two sides come from this one run, on this machine, under one latency
 model (``bench/efs_model.py``). Figures are medians of interleaved repetitions. The runner
-also calls ``bench/bench_reader.py`` and ``bench/bench_e2e.py`` when they exist, measures
+also calls ``bench/bench_reader.py``, ``bench/bench_e2e.py`` and ``bench/bench_ledger.py``, measures
 each handler's cold-start imports (``bench/bench_cold_import.py``: from the layer as
 ``shared/Makefile`` builds it, against the same layer without bytecode), and folds all of it
-into the report.
+into the report. ``bench/results/usage.json`` gathers the per-operation figures the cost
+model reads: EFS operations, bytes and metered bytes per commit and per query, the handlers'
+milliseconds under the model and the bytes they log per invocation (:func:`usage_file`).
 """
 
 from __future__ import annotations
@@ -242,6 +244,143 @@ def _reader_overhead(reader: Mapping[str, Any]) -> float | None:
     return exact[0] if exact else (found[0][1] if found else None)
 
 
+# -- usage.json ------------------------------------------------------------------------------
+def usage_file(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Per operation, steady state, from this run; None where a figure was not measured.
+
+    ``modelled_ms`` is the wall time per operation under the model: per writer invocation
+    applying the batch (``Writer.handle_event``, median of the repetitions), per query the
+    median latency of the reader's handler. ``log_bytes`` count what our handlers print;
+    Lambda's own START/END/REPORT lines are not included.
+    """
+    w = results["write"]
+
+    def commit(key: str) -> dict[str, Any] | None:
+        counts = w.get("counts", {}).get(key)
+        if counts is None:
+            return None
+        rate = w.get("rates", {}).get(key)
+        per_commit = counts["per_commit"]
+        return {
+            **efs_model.usage_summary(per_commit),
+            # Elastic bills reads and writes at different rates; metadata counts as reads.
+            "metered_read_bytes": per_commit.get("metered_read_bytes", 0.0)
+            + per_commit.get("metered_metadata_bytes", 0.0),
+            "metered_write_bytes": per_commit.get("metered_write_bytes", 0.0),
+            "modelled_ms": rate["ms_per_invocation"] if rate else None,
+        }
+
+    reader = results.get("reader", {}).get("result", {}).get("usage") or {}
+    query = reader.get("query") or dict.fromkeys(
+        ("direct", "snapshot", "direct_after_write", "snapshot_refresh_per_mb")
+    )
+    writer_logs = w.get("log_bytes", {}).get("default", {})
+    return _rounded(
+        {
+            "measured_at": results["machine"]["date_utc"][:10],
+            "command": results["command"],
+            "model": efs_model.describe_model(),
+            "commit": {"1": commit("efsqlite_b1"), "10": commit("efsqlite_b10")},
+            "query": query,
+            "log_bytes": {
+                "writer_per_invocation": writer_logs.get("bytes_per_invocation"),
+                "reader_per_invocation": reader.get("reader_log_bytes_per_invocation"),
+            },
+        }
+    )
+
+
+def _rounded(node: Any) -> Any:
+    """Floats to 3 decimals (the counts are exact; the times are not that precise)."""
+    if isinstance(node, dict):
+        return {key: _rounded(value) for key, value in node.items()}
+    return round(node, 3) if isinstance(node, float) else node
+
+
+def _usage_lines(results: Mapping[str, Any], usage: Mapping[str, Any]) -> list[str]:
+    w = results["write"]
+    kib = 1024
+    lines = [
+        "",
+        "## EFS usage per operation (bench/results/usage.json)",
+        "",
+        "Calls on the database files only (each `.sqlite`, its `-journal` and their folder), "
+        "steady state (runs of N and 2N operations). Metered: EFS Elastic's minimums, "
+        "max(bytes, 32 KiB) per data operation (`pread64`, `pwrite64`) and 4 KiB per metadata "
+        "operation (`openat`, `fcntl`, `unlink`, `fsync`, `fdatasync`, `ftruncate`), per "
+        "syscall. The NFS client may merge calls into fewer operations, so the metered figure "
+        "is an upper bound and the bytes a lower bound; 'coalesced' estimates the writes if "
+        "each contiguous range written between two syncs or locks went out as one WRITE.",
+        "",
+        "| operation | round trips | pread64 | data ops | metadata ops | bytes | metered KiB | "
+        "write KiB metered, coalesced estimate | ms under the model |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    counts, rates = w["counts"], w["rates"]
+    for key, label in (
+        ("efsqlite_b1", "commit, batch of 1 command"),
+        ("efsqlite_b10", "commit, batch of 10 commands"),
+        ("efsqlite_packed", "commit, packed 10 x 100 commands"),
+    ):
+        pc = counts[key]["per_commit"]
+        lines.append(
+            f"| {label} | {efs_model.round_trips(pc):.1f} | {pc['pread64']:.1f} | "
+            f"{pc['data_ops']:.1f} | {pc['metadata_ops']:.1f} | {pc['bytes']:,.0f} | "
+            f"{pc['metered_bytes'] / kib:,.0f} | "
+            f"{pc['metered_write_bytes_coalesced'] / kib:,.0f} | "
+            f"{rates[key]['ms_per_invocation']:.1f} |"
+        )
+    tracing = w.get("tracing_only", {})
+    if tracing:
+        shown = ", ".join(
+            f"{key.removeprefix('efsqlite_')} {row['ms_per_invocation']:.1f} ms"
+            for key, row in tracing.items()
+        )
+        lines_after = [
+            "",
+            "The same strace stopping the same calls with zero delays (what tracing alone "
+            "costs; part of it overlaps the delays in the modelled times) takes per commit: "
+            f"{shown}.",
+        ]
+    else:
+        lines_after = []
+    for name, row in (usage.get("query") or {}).items():
+        if not row or name == "snapshot_refresh_per_mb":
+            continue
+        lines.append(
+            f"| query, {name.replace('_', ' ')} | {row['round_trips']:.2f} | | "
+            f"{row['data_ops']:.2f} | {row['metadata_ops']:.2f} | {row['bytes']:,.0f} | "
+            f"{row['metered_bytes'] / kib:,.1f} | | {row['modelled_ms']:.3f} |"
+        )
+    lines += lines_after
+    per_mb = (usage.get("query") or {}).get("snapshot_refresh_per_mb")
+    if per_mb:
+        lines += [
+            "",
+            f"A snapshot refresh costs {per_mb['metered_bytes'] / 1e6:.2f} MB metered and "
+            f"{per_mb['modelled_ms']:.0f} ms under the model per MB (10^6 bytes) of database.",
+        ]
+    logs = usage["log_bytes"]
+    wl = w.get("log_bytes", {})
+    custom = wl.get("custom_metrics", {}).get("bytes_per_invocation")
+    if logs["writer_per_invocation"] is not None:
+        lines += [
+            "",
+            f"Logged per invocation by our handlers: writer {logs['writer_per_invocation']:.0f} "
+            f"bytes for a settled batch of {wl.get('batch')} (powertools JSON, "
+            "POWERTOOLS_METRICS_DISABLED as the template's default"
+            + (f"; {custom:.0f} bytes with CustomMetrics=true" if custom is not None else "")
+            + "), reader "
+            + (
+                f"{logs['reader_per_invocation']:.0f} bytes"
+                if logs["reader_per_invocation"] is not None
+                else "not measured"
+            )
+            + " for a successful query. Lambda's own START/END/REPORT lines are not included.",
+        ]
+    return lines
+
+
 # -- plots -----------------------------------------------------------------------------------
 def plots(write: Mapping[str, Any], folder: Path) -> list[str]:
     try:
@@ -322,7 +461,9 @@ def _f(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def report(results: Mapping[str, Any], images: list[str]) -> str:
+def report(
+    results: Mapping[str, Any], images: list[str], usage: Mapping[str, Any] | None = None
+) -> str:
     m, w = results["machine"], results["write"]
     rate = {k: v["commands_per_s"] for k, v in w["rates"].items()}
     counts = w["counts"]
@@ -351,8 +492,8 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
         "## Write path under the model",
         "",
         "| design | commands/s | fdatasync/cmd | fcntl/cmd | openat/cmd | unlink/cmd | "
-        "round trips/commit | pwrite64/commit | CPU ms/invocation |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "pread64/commit | round trips/commit | pwrite64/commit | CPU ms/invocation |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label in [
         ("efsqlite_b1", "efsqlite, batch 1"),
@@ -368,7 +509,8 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
         pc = c["per_command"]
         lines.append(
             f"| {label} | {_f(rate[key])} | {pc['fdatasync']:.3f} | {pc['fcntl']:.3f} | "
-            f"{pc['openat']:.3f} | {pc['unlink']:.3f} | {c['round_trips_per_commit']:.1f} | "
+            f"{pc['openat']:.3f} | {pc['unlink']:.3f} | {c['per_commit']['pread64']:.1f} | "
+            f"{c['round_trips_per_commit']:.1f} | "
             f"{c['per_commit']['pwrite64']:.1f} | {w['rates'][key]['cpu_ms_per_invocation']:.2f} |"
         )
     nc = counts["naive"]["per_command"]
@@ -420,9 +562,9 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
         "",
         "## Journal modes (batch 10, calls per commit)",
         "",
-        "| mode | side | fdatasync | fcntl | openat | unlink | ftruncate | pwrite64 | "
+        "| mode | side | fdatasync | fcntl | openat | unlink | ftruncate | pread64 | pwrite64 | "
         "round trips | efsqlite commands/s (model) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, row in w["journal_modes"].items():
         for side in ("efsqlite", "raw"):
@@ -431,8 +573,11 @@ def report(results: Mapping[str, Any], images: list[str]) -> str:
             lines.append(
                 f"| {mode} | {side} | {pc['fdatasync']:.1f} | {pc['fcntl']:.1f} | "
                 f"{pc['openat']:.1f} | {pc['unlink']:.1f} | {pc['ftruncate']:.1f} | "
-                f"{pc['pwrite64']:.1f} | {row[side]['round_trips_per_commit']:.1f} | {modelled} |"
+                f"{pc['pread64']:.1f} | {pc['pwrite64']:.1f} | "
+                f"{row[side]['round_trips_per_commit']:.1f} | {modelled} |"
             )
+    if usage is not None:
+        lines += _usage_lines(results, usage)
     cold = results["cold_import"]
     lines += ["", "## Cold start from the built layer (bench/bench_cold_import.py)", ""]
     if "result" in cold:
@@ -503,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("reader", lambda: run_sibling(HERE / "bench_reader.py", args.quick, out / "reader.json")),
         ("e2e", lambda: run_sibling(HERE / "bench_e2e.py", args.quick, out / "e2e.json")),
+        ("ledger", lambda: run_sibling(HERE / "bench_ledger.py", args.quick, out / "ledger.json")),
     ]
     for name, step in steps:
         if args.skip_siblings:
@@ -510,11 +656,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log(f"{name} benchmark")
         results[name] = step()
+    (out / "ledger.json").write_text(json.dumps(results["ledger"], indent=2))
     results["goals"] = goals(results["write"], results["reader"], results["cold_import"])
     results["seconds"] = time.monotonic() - started
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    usage = usage_file(results)
+    (out / "usage.json").write_text(json.dumps(usage, indent=1) + "\n")
     images = plots(results["write"], out)
-    (out / "report.md").write_text(report(results, images))
+    (out / "report.md").write_text(report(results, images, usage))
     log(f"wrote {out / 'report.md'} in {results['seconds']:.0f} s")
     for goal in results["goals"]:
         mark = "met " if goal["met"] else "MISS"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.infra import cfn
 from tests.infra.cfn import Template
 
@@ -172,10 +174,10 @@ def test_a_small_quota_account_deploys_with_one_parameter(template: Template) ->
 
 def test_cheap_defaults(template: Template) -> None:
     params = template["Parameters"]
-    # Bursting throughput (no charge per byte), no custom metrics, a week of backups
+    # Bursting throughput (no charge per byte), no custom metrics, three days of backups
     assert params["EfsThroughputMode"]["Default"] == "bursting"
     assert params["CustomMetrics"]["Default"] == "false"
-    assert params["BackupRetentionDays"]["Default"] == 7
+    assert params["BackupRetentionDays"]["Default"] == 3
     env = cfn.environment(template, cfn.WRITER)
     assert env["POWERTOOLS_METRICS_DISABLED"] == {"Fn::If": ["HasCustomMetrics", "false", "true"]}
     # AND every alarm watches a metric AWS publishes for free (AWS/SQS, AWS/Lambda)
@@ -225,3 +227,36 @@ def test_the_preflight_checks_the_template_defaults(template: Template) -> None:
     assert params["WriterReservedConcurrency"]["Default"] == preflight.WRITER_RESERVED
     assert params["ReaderReservedConcurrency"]["Default"] == preflight.READER_RESERVED
     assert params["ReaderReservedConcurrency"]["MaxValue"] == preflight.READER_CAP
+
+
+def test_the_cost_model_prices_the_templates_defaults(template: Template) -> None:
+    # GIVEN what efsqlite cost assumes of the template
+    from efsqlite.client import cost
+
+    defaults = cost.TEMPLATE_DEFAULTS
+    params = template["Parameters"]
+    # THEN each assumption is the template's default
+    assert params["EfsThroughputMode"]["Default"] == defaults["throughput"]
+    assert params["EfsOneZoneAvailabilityZone"]["Default"] == ""
+    assert defaults["storage"] == "regional"
+    assert params["BackupRetentionDays"]["Default"] == defaults["backup_days"]
+    assert (params["CustomMetrics"]["Default"] == "true") is defaults["custom_metrics"]
+    assert (params["PlatformLogs"]["Default"] == "true") is defaults["platform_logs"]
+    assert (params["DetailedAlarms"]["Default"] == "true") is defaults["detailed_alarms"]
+    assert params["ReaderReadMode"]["Default"] == defaults["read_mode"]
+    assert params["ReaderMemoryMb"]["Default"] == defaults["reader_memory_mb"]
+    assert cfn.props(template, cfn.WRITER)["MemorySize"] == defaults["writer_memory_mb"]
+    assert params["LedgerRetentionDays"]["Default"] == defaults["ledger_retention_days"]
+    assert params["LogRetentionDays"]["Default"] == defaults["log_retention_days"]
+    assert params["ReaderMaxStalenessMs"]["Default"] == defaults["staleness_s"] * 1000
+    # AND the alarms it counts are the template's: always on, and behind DetailedAlarms
+    alarms = cfn.resources(template, "AWS::CloudWatch::Alarm")
+    always = [name for name, a in alarms.items() if "Condition" not in a]
+    detailed = [name for name, a in alarms.items() if a.get("Condition") == "HasDetailedAlarms"]
+    assert len(always) == defaults["alarms"]
+    assert len(detailed) == defaults["detailed_alarms_extra"]
+    assert len(always) + len(detailed) == len(alarms)
+    # AND the custom metrics it prices are the ones the writer emits
+    app = (cfn.REPO / "functions" / "writer" / "app.py").read_text()
+    emitted = set(re.findall(r'add_metric\(\s*"(\w+)"', app))
+    assert emitted == set(cost.WRITER_METRICS)

@@ -1,4 +1,5 @@
-"""The ``efsqlite`` command line: send, query, status, redrive, import, schema, dev, doctor.
+"""The ``efsqlite`` command line: send, query, status, redrive, import, schema, dev, doctor,
+cost.
 
 Every subcommand finds the queue and the reader the way the client library does: the local
 stack's ``endpoints.json`` (``--data-dir``, default ``./.efsqlite``), or ``--queue-url`` and
@@ -9,10 +10,10 @@ exit 1 for errors, 2 for bad usage, 3 for a rejected command (``send --wait``), 
 timeout.
 
 One module per subcommand (``send``, ``query``, ``status``, ``redrive``, ``importer``,
-``schema``, ``dev``, ``doctor``), each with ``add_parser`` and ``run(args) -> int``; ``common``
-holds what they share. DO keep the work in the client library (``efsqlite.client.status``,
-``.redrive``, ``.importer``, ``.preflight``) and only parse, call and print here: users script
-the library, not the CLI.
+``schema``, ``dev``, ``doctor``, ``cost``), each with ``add_parser`` and ``run(args) -> int``;
+``common`` holds what they share. DO keep the work in the client library
+(``efsqlite.client.status``, ``.redrive``, ``.importer``, ``.preflight``, ``.cost``) and only
+parse, call and print here: users script the library, not the CLI.
 DON'T let a subcommand module import another one: each stands alone on ``common``.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from efsqlite.cli import dev, doctor, importer, query, redrive, schema, send, status
+from efsqlite.cli import cost, dev, doctor, importer, query, redrive, schema, send, status
 from efsqlite.cli.common import (
     EXIT_ERROR,
     EXIT_REJECTED,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (send, query, status, redrive, importer, doctor):
         module.add_parser(commands, where)
     schema.add_parser(commands)
+    cost.add_parser(commands)
     dev.add_parser(commands)
     return parser
 
