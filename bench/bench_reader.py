@@ -629,24 +629,12 @@ def reader_log_child(argv: list[str]) -> None:
         assert "error" not in app.lambda_handler(
             {"db": "main", "sql": POINT_SQL, "params": [i]}, None
         )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 1)
-        os.dup2(capture.fileno(), 2)
-        try:
-            answers = [
-                app.lambda_handler({"db": "main", "sql": POINT_SQL, "params": [i]}, None)
-                for i in range(calls)
-            ]
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-        capture.seek(0)
-        logged = capture.read()
+    answers, logged = efs_model.printed(
+        lambda: [
+            app.lambda_handler({"db": "main", "sql": POINT_SQL, "params": [i]}, None)
+            for i in range(calls)
+        ]
+    )
     app.reader.close()
     assert all("error" not in answer for answer in answers)
     line = {"calls": calls, "log_bytes": len(logged), "log_lines": logged.count(b"\n")}

@@ -268,23 +268,11 @@ def worker_handler_logs(args: argparse.Namespace) -> None:
     for event in events[:WARMUP_UNITS]:
         assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     _wait_for_go()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 1)
-        os.dup2(capture.fileno(), 2)
-        started = time.time()
-        try:
-            answers = [app.lambda_handler(event, context) for event in events[WARMUP_UNITS:]]
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-        ended = time.time()
-        capture.seek(0)
-        logged = capture.read()
+    started = time.time()
+    answers, logged = efs_model.printed(
+        lambda: [app.lambda_handler(event, context) for event in events[WARMUP_UNITS:]]
+    )
+    ended = time.time()
     if any(answer != {"batchItemFailures": []} for answer in answers):
         raise SystemExit(f"a batch failed: {answers}")
     _report(

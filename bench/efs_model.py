@@ -38,9 +38,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: Microseconds added to each call on a database file under the model.
 MODEL_US: dict[str, int] = {
@@ -304,3 +308,25 @@ def usage_summary(per_unit: Mapping[str, float]) -> dict[str, float]:
         "metered_bytes": per_unit.get("metered_bytes", 0.0),
         "round_trips": round_trips(per_unit),
     }
+
+
+def printed(run: Callable[[], T]) -> tuple[T, bytes]:
+    """Run ``run`` with file descriptors 1 and 2 sent to a file: its result and every byte
+    the process printed meanwhile (what a handler adds to its logs)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        try:
+            result = run()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        capture.seek(0)
+        return result, capture.read()

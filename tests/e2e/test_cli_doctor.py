@@ -22,6 +22,7 @@ class FakeAccount:
         self.limit = 10
         self.unreserved = 10
         self.reserved: dict[str, int] = {}
+        self.broken: dict[str, Any] = {}
         self.paths: list[str] = []
 
 
@@ -35,6 +36,9 @@ def lambda_api() -> Iterator[tuple[str, FakeAccount]]:
 
         def do_GET(self) -> None:
             account.paths.append(self.path)
+            if self.path.rstrip("/") == "/2016-08-19/account-settings" and account.broken:
+                self._answer(200, account.broken)
+                return
             if self.path.rstrip("/") == "/2016-08-19/account-settings":
                 self._answer(
                     200,
@@ -135,3 +139,24 @@ def test_an_unreachable_endpoint_is_one_line_not_a_traceback() -> None:
     result = doctor("http://127.0.0.1:9")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and result.stderr.startswith("efsqlite: error:")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"AccountUsage": {"FunctionCount": 0}},
+        {"AccountLimit": {"ConcurrentExecutions": 10}},
+        {"AccountLimit": "ten"},
+    ],
+)
+def test_an_answer_without_a_usable_limit_is_one_line(
+    lambda_api: tuple[str, FakeAccount], answer: dict[str, Any]
+) -> None:
+    # GIVEN an endpoint whose GetAccountSettings lacks the numbers Lambda documents
+    endpoint, account = lambda_api
+    account.broken = answer
+    # THEN the preflight says so in one line and exits 1, no traceback
+    result = doctor(endpoint)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("efsqlite: error: GetAccountSettings answered without")

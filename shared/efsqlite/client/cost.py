@@ -280,9 +280,9 @@ def bill(load: Load) -> Bill:
                 "whole",
             )
         )
-    read_bytes, write_bytes, read_ms = _efs_reads(load, commits)
+    read_bytes, read_ms = _efs_reads(load, commits)
     read_bytes += commits * commit["metered_read_bytes"]
-    write_bytes += commits * commit["metered_write_bytes"]
+    write_bytes = commits * commit["metered_write_bytes"]
     if load.throughput == "elastic":
         items.append(
             LineItem(
@@ -445,8 +445,8 @@ def bill(load: Load) -> Bill:
     return Bill(f"efsqlite ({_options(load)})", items, notes)
 
 
-def _efs_reads(load: Load, commits: int) -> tuple[float, float, float]:
-    """Metered read bytes, metered write bytes and reader milliseconds of ``load``'s reads."""
+def _efs_reads(load: Load, commits: int) -> tuple[float, float]:
+    """Metered read bytes and reader milliseconds of ``load``'s reads."""
     query = usage.MEASURED["query"]
     if load.read_mode == "direct":
         # A read after a commit re-reads the pages the commit changed; the others hit the
@@ -459,7 +459,7 @@ def _efs_reads(load: Load, commits: int) -> tuple[float, float, float]:
             warm * query["direct"]["modelled_ms"]
             + after * query["direct_after_write"]["modelled_ms"]
         ) / max(load.reads, 1)
-        return read_bytes, 0.0, ms
+        return read_bytes, ms
     # Snapshot: a query inside the staleness window touches EFS at most for its check; a
     # commit makes the next read past the window copy the whole file.
     windows = MONTH_S / TEMPLATE_DEFAULTS["staleness_s"]
@@ -471,7 +471,7 @@ def _efs_reads(load: Load, commits: int) -> tuple[float, float, float]:
     ms = (
         load.reads * query["snapshot"]["modelled_ms"] + refreshes * mb * per_mb["modelled_ms"]
     ) / max(load.reads, 1)
-    return read_bytes, 0.0, ms
+    return read_bytes, ms
 
 
 def _options(load: Load) -> str:

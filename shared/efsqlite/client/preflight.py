@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from efsqlite.core.exceptions import EfsqliteError
+
 #: Lambda keeps this many executions unreserved (the whole quota when it is smaller).
 MIN_UNRESERVED = 100
 #: The template's defaults (tests/infra keeps them equal to infra/template.yaml's).
@@ -26,6 +28,10 @@ WRITER_RESERVED = 1
 READER_RESERVED = 50
 #: EFS allows 512 locks per file across all clients; the template caps readers below it.
 READER_CAP = 400
+
+
+class PreflightError(EfsqliteError):
+    """The account's settings could not be read as Lambda documents them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +125,18 @@ def check_account(
     reserve: bool = True,
 ) -> list[Finding]:
     """Read the account's Lambda settings (and ``stack``'s reservations) and judge them."""
-    limit = lambda_client.get_account_settings()["AccountLimit"]
-    account = AccountConcurrency(
-        limit=int(limit["ConcurrentExecutions"]),
-        unreserved=int(limit["UnreservedConcurrentExecutions"]),
-    )
+    try:
+        # botocore's parser itself fails (AttributeError, ...) on an answer of the wrong shape
+        limit = lambda_client.get_account_settings().get("AccountLimit")
+        account = AccountConcurrency(
+            limit=int(limit["ConcurrentExecutions"]),
+            unreserved=int(limit["UnreservedConcurrentExecutions"]),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise PreflightError(
+            f"GetAccountSettings answered without a usable AccountLimit ({exc!r}): is the "
+            "endpoint Lambda's?"
+        ) from None
     reserved = 0
     if stack:
         for function in (f"{stack}-writer", f"{stack}-reader"):
