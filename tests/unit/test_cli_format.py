@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from efsqlite.cli.common import format_blob, format_table, plain_text
+from efsqlite.cli.common import format_table, plain_text
 from efsqlite.cli.dev import registry_warnings
 from efsqlite.client import encode_command, sql_command
 from efsqlite.client.exceptions import InvalidCommandError
+from efsqlite.client.values import format_blob
 from efsqlite.core.sqlpolicy import ddl_statement
 from efsqlite.write.wire import parse_message, summarize_validation
 from pydantic import ValidationError

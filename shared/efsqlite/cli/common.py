@@ -187,33 +187,9 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, default=str) + "\n")
 
 
-def blob_bytes(value: Any) -> bytes | None:
-    """``value`` as bytes if it is a blob: bytes, or the reader's ``{"$blob": base64}``."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$blob"), str):
-        import binascii
-
-        try:
-            return binascii.a2b_base64(value["$blob"], strict_mode=True)
-        except (binascii.Error, ValueError):
-            return None
-    return None
-
-
-def format_blob(data: bytes, width: int = 60) -> str:
-    """A blob as SQL's hex literal, ``x'0a1b'``; one wider than ``width`` is cut and sized:
-    ``x'0a1b…' (4096 bytes)``."""
-    text = f"x'{data.hex()}'"
-    if len(text) <= width:
-        return text
-    size = f"…' ({len(data)} bytes)"
-    keep = max(0, (width - len(size) - 2) // 2)
-    return f"x'{data[:keep].hex()}{size}"
-
-
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60) -> str:
     """A plain-text table for people: NULL for null, ``x'..'`` hex for blobs, long cells cut."""
+    from efsqlite.client.values import blob_bytes, format_blob
 
     def cell(value: Any) -> str:
         data = blob_bytes(value)

@@ -102,6 +102,11 @@ class Endpoints:
             raise ClientConfigError(f"cannot read {path}: {exc}") from None
         if not isinstance(raw, dict):
             raise ClientConfigError(f"{path} is not a JSON object")
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "explicit") -> Endpoints:
+        """The endpoints in an ``endpoints.json`` object (keys it does not know are ignored)."""
 
         def text(key: str) -> str | None:
             value = raw.get(key)
@@ -119,7 +124,7 @@ class Endpoints:
             lambda_endpoint=text("lambda_endpoint"),
             databases_dir=folder("databases_dir"),
             region=text("region"),
-            source=str(path),
+            source=source,
         )
 
 
@@ -578,7 +583,9 @@ class ReadClient:
         except answers.AnswerFormatError as exc:
             raise ReaderInvokeError(f"reader answered an unknown shape: {exc}") from None
         if isinstance(typed, answers.ErrorAnswer):
-            raise ReadRequestError(typed.error_type, typed.message, retryable=typed.retryable)
+            raise ReadRequestError(
+                typed.error_type, typed.message, retryable=typed.retryable, extra=typed.extra
+            )
         return typed
 
     def query(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from efsqlite.core.exceptions import EfsqliteError
 
@@ -32,12 +32,22 @@ class SendError(EfsqliteError):
 
 
 class ReadRequestError(EfsqliteError):
-    """The reader answered with a typed error (``type``, ``message``, ``retryable``)."""
+    """The reader answered with a typed error (``type``, ``message``, ``retryable``, and the
+    error object's other fields in ``extra``, such as the ``position`` a reader had reached)."""
 
-    def __init__(self, error_type: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
+        self.message = message
         self.retryable = retryable
+        self.extra = dict(extra or {})
 
 
 class ReaderInvokeError(EfsqliteError):

@@ -97,3 +97,67 @@ def connect_sqs(endpoints: Endpoints, session: Any | None = None) -> tuple[Any, 
         if dlq_url:
             endpoints = dataclasses.replace(endpoints, dlq_url=dlq_url)
     return sqs, endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class PeekedMessage:
+    """A message as a look at a queue shows it, without taking it."""
+
+    message_id: str
+    body: str
+    group: str | None
+    receive_count: int
+    sent_ms: int | None
+
+    def command_ids(self) -> list[str]:
+        """The ids of the commands its body carries: one command or a packed envelope's
+        (empty when the body is not a command)."""
+        try:
+            body = json.loads(self.body)
+        except ValueError:
+            return []
+        if not isinstance(body, dict):
+            return []
+        packed = body.get("commands")
+        items: list[Any] = packed if isinstance(packed, list) else [body]
+        return [
+            str(item["id"])
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("id"), str)
+        ]
+
+
+def peek_messages(sqs: Any, url: str, *, limit: int = 10) -> list[PeekedMessage]:
+    """Up to ``limit`` (at most 10) of the queue's visible messages, left where they are, as the
+    SQS console's "poll for messages" shows them: received with a visibility timeout of 0, so
+    they are visible again at once. Like any receive it adds one to their receive count, and a
+    FIFO queue answers the first messages of its groups.
+
+    Raises :class:`~efsqlite.client.exceptions.QueueError` if SQS cannot be reached.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(10, limit)),
+            VisibilityTimeout=0,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["All"],
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise QueueError(f"cannot read the queue {url}: {_describe(exc)}") from None
+    found = []
+    for message in response.get("Messages") or []:
+        attributes = message.get("Attributes") or {}
+        sent = attributes.get("SentTimestamp")
+        found.append(
+            PeekedMessage(
+                message_id=str(message.get("MessageId", "")),
+                body=str(message.get("Body", "")),
+                group=attributes.get("MessageGroupId"),
+                receive_count=int(attributes.get("ApproximateReceiveCount", 0)),
+                sent_ms=int(sent) if sent else None,
+            )
+        )
+    return found
