@@ -19,7 +19,12 @@ from efsqlite.cli.common import UsageError, port, positive
 
 
 def add_parser(commands: Any) -> None:
-    from efsqlite.devstack.stack import DEFAULT_LAMBDA_PORT, DEFAULT_SQS_PORT, DEFAULT_URL_PORT
+    from efsqlite.devstack.stack import (
+        DEFAULT_CONSOLE_PORT,
+        DEFAULT_LAMBDA_PORT,
+        DEFAULT_SQS_PORT,
+        DEFAULT_URL_PORT,
+    )
 
     dev = commands.add_parser("dev", help="run the local stack until Ctrl-C")
     dev.add_argument("--data-dir", help="state folder (default ./.efsqlite)")
@@ -27,6 +32,13 @@ def add_parser(commands: Any) -> None:
     dev.add_argument("--sqs-port", type=port, default=DEFAULT_SQS_PORT)
     dev.add_argument("--lambda-port", type=port, default=DEFAULT_LAMBDA_PORT)
     dev.add_argument("--url-port", type=port, default=DEFAULT_URL_PORT)
+    dev.add_argument(
+        "--console-port",
+        type=port,
+        default=DEFAULT_CONSOLE_PORT,
+        help="the web console's port on 127.0.0.1 (docs/console.md)",
+    )
+    dev.add_argument("--no-console", action="store_true", help="do not serve the web console")
     dev.add_argument("--visibility-timeout", type=positive, default=30)
     dev.add_argument("--max-receive-count", type=positive, default=5)
     dev.add_argument(
@@ -90,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
     )
     for warning in registry_warnings(options.commands, options.queries, os.environ):
         sys.stderr.write(f"efsqlite dev: warning: {warning}\n")
-    run_dev(options)
+    addons = []
+    if not args.no_console:
+        from efsqlite.console import console_addon
+
+        addons.append(console_addon("127.0.0.1", args.console_port))
+    run_dev(options, addons)
     return 0
 
 

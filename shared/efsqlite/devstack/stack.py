@@ -6,6 +6,10 @@ mapping (``local_poller``), and the reader's real handler behind the Lambda Invo
 Function URL (``local_lambda_api``). It writes ``<data-dir>/endpoints.json`` so clients, the CLI
 and tests find it. See docs/local-stack.md for every difference from AWS.
 
+Parts above the devstack (the web console of :mod:`efsqlite.console`) join as an
+:data:`Addon`: started once the stack is up, given its endpoints, their own endpoints written
+to ``endpoints.json`` with the rest and printed at start, stopped first.
+
 DO hold the data folder's lock for the stack's whole life: two stacks on one folder would be
 two writers on one database. DON'T stop in the middle of a batch: signals only set a flag.
 """
@@ -21,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -37,9 +41,14 @@ DEFAULT_DATA_DIR = Path(".efsqlite")
 DEFAULT_SQS_PORT = 4766
 DEFAULT_LAMBDA_PORT = 4767
 DEFAULT_URL_PORT = 4768
+DEFAULT_CONSOLE_PORT = 4769
 READER_FUNCTION = "efsqlite-reader"
 WRITER_FUNCTION = "efsqlite-writer"
 LOCAL_REGION = "us-east-1"
+
+#: A part started with the stack: given the stack's endpoints (and the options), it starts and
+#: returns the endpoints it adds (a ``*_url`` key is printed at start) and how to stop it.
+Addon = Callable[["dict[str, Any]", "DevOptions"], tuple[dict[str, Any], Callable[[], None]]]
 
 
 def repo_root() -> Path:
@@ -132,8 +141,9 @@ def _environment(options: DevOptions, data_dir: Path) -> None:
 class DevStack:
     """The running local stack. ``start()`` then ``stop()``; ``run()`` does both around Ctrl-C."""
 
-    def __init__(self, options: DevOptions) -> None:
+    def __init__(self, options: DevOptions, addons: Sequence[Addon] = ()) -> None:
         self.options = options
+        self.addons = tuple(addons)
         self.data_dir = options.data_dir.resolve()
         self.stop_event = threading.Event()
         self.endpoints: dict[str, Any] = {}
@@ -218,6 +228,10 @@ class DevStack:
                 "visibility_timeout": options.visibility_timeout,
                 "max_receive_count": options.max_receive_count,
             }
+            for addon in self.addons:
+                added, stop = addon(dict(self.endpoints), options)
+                self._stack.callback(stop)  # runs before the poller's: added parts stop first
+                self.endpoints.update(added)
             endpoints_path = self.data_dir / ENDPOINTS_FILE
             write_endpoints(endpoints_path, self.endpoints)
             self._stack.callback(lambda: endpoints_path.unlink(missing_ok=True))
@@ -259,6 +273,9 @@ class DevStack:
                 "Ctrl-C to stop.",
                 flush=True,
             )
+            for key in sorted(set(endpoints) - _STACK_URLS):
+                if key.endswith("_url"):
+                    print(f"efsqlite dev: {key.removesuffix('_url')}: {endpoints[key]}", flush=True)
             while not self.stop_event.wait(0.5):
                 pass
         finally:
@@ -284,7 +301,11 @@ def _local_sqs_client(endpoint: str) -> Any:
     )
 
 
-def run_dev(options: DevOptions) -> None:
+#: The stack's own URLs (the rest ending in ``_url`` came from an addon and are printed).
+_STACK_URLS = frozenset({"queue_url", "dlq_url", "function_url"})
+
+
+def run_dev(options: DevOptions, addons: Sequence[Addon] = ()) -> None:
     """The ``efsqlite dev`` command: configure logging, then serve until stopped."""
     logging.basicConfig(
         level=logging.DEBUG if options.verbose else logging.INFO,
@@ -293,4 +314,4 @@ def run_dev(options: DevOptions) -> None:
     )
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    DevStack(options).run()
+    DevStack(options, addons).run()
