@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint format typecheck unit functional e2e faults infra-check bench bench-quick soak schema clean system-tools infra-tools
+.PHONY: dev test lint format typecheck unit functional e2e faults infra-check bench bench-quick soak schema clean system-tools infra-tools console-shots
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
@@ -39,16 +39,31 @@ typecheck: $(STAMP)
 unit functional e2e faults: $(STAMP) system-tools
 	$(PY) -m pytest tests/$@ $(PYTEST_ARGS)
 
-## system-tools: strace for the crash tests (installed on Debian-like machines when missing)
+## system-tools: strace for the crash tests, Debian's chromium and chromium-driver for the
+## browser tests (installed together on Debian-like machines as root when missing)
 system-tools:
-	@command -v strace >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	[ -z "$$missing" ] || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && apt-get install -y -qq strace >/dev/null; \
-	  else echo "strace not found and cannot be installed here: fault tests will skip"; fi; }
+	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    case "$$missing" in *strace*) \
+	      echo "strace not found and cannot be installed here: fault tests will skip";; esac; \
+	    case "$$missing" in *chromium*) \
+	      echo "chromium/chromedriver not found and cannot be installed here:" \
+	        "browser tests will skip";; esac; \
+	  fi; }
 
 ## infra-tools: cfn-lint, aws-sam-cli and checkov in their own venvs under .tools/ (for tests/infra)
 infra-tools:
 	scripts/install-infra-tools
+
+## console-shots: the browser tests, saving each console page's screenshot for docs/console.md
+console-shots: $(STAMP) system-tools
+	EFSQLITE_CONSOLE_SHOTS=docs/console $(PY) -m pytest tests/console $(PYTEST_ARGS)
 
 schema: $(STAMP)
 	$(VENV)/bin/efsqlite schema

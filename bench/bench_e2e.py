@@ -151,6 +151,7 @@ class StackProcess:
             "0",
             "--url-port",
             "0",
+            "--no-console",
             "--migrations-dir",
             str(MIGRATIONS),
             "--commands",

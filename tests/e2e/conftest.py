@@ -66,6 +66,7 @@ class Stack:
         if not self.migrations.exists():
             shutil.copytree(EXAMPLE / "migrations", self.migrations)
         self.ports = (free_port(), free_port(), free_port())
+        self.console_port = free_port()
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
         self.databases = databases
@@ -88,6 +89,8 @@ class Stack:
             str(lam),
             "--url-port",
             str(url),
+            "--console-port",
+            str(self.console_port),
             "--visibility-timeout",
             str(self.visibility_timeout),
             "--max-receive-count",

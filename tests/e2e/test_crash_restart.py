@@ -150,6 +150,8 @@ def test_second_stack_on_the_same_folder_refuses(own_stack: Any) -> None:
         "0",
         "--url-port",
         "0",
+        "--console-port",
+        "0",
         timeout=60,
     )
     # THEN it refuses with one clear line, and the first keeps working

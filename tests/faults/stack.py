@@ -48,6 +48,7 @@ class LocalStack:
             "--sqs-port", str(self.ports[0]),
             "--lambda-port", str(self.ports[1]),
             "--url-port", str(self.ports[2]),
+            "--no-console",
             "--visibility-timeout", str(visibility_timeout),
             "--max-receive-count", str(max_receive_count),
             "--read-mode", read_mode,

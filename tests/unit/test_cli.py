@@ -26,6 +26,7 @@ def test_schema_prints_the_wire_format_schema(capsys: pytest.CaptureFixture[str]
         (["send", "--db", "main"], 2, "--sql"),
         (["nosuch"], 2, "invalid choice"),
         (["dev", "--sqs-port", "70000"], 2, "port"),
+        (["dev", "--console-port", "x"], 2, "port"),
         (["query", "--db", "main", "--max-rows", "0", "SELECT 1"], 2, "at least 1"),
     ],
 )
