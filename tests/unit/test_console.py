@@ -6,11 +6,13 @@ in a real browser in tests/console.
 
 from __future__ import annotations
 
+import http.client
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from efsqlite.client import CommandStatus, Endpoints
+from efsqlite.client.exceptions import QueueError
 from efsqlite.client.queues import PeekedMessage
 from efsqlite.client.redrive import RedriveProgress, RedriveResult
 from efsqlite.client.status import DatabaseStatus
@@ -18,7 +20,7 @@ from efsqlite.console import pages
 from efsqlite.console.data import (
     PAGE_ROWS,
     DatabaseView,
-    FormError,
+    InvalidFormError,
     Problem,
     QueueView,
     RedriveTask,
@@ -28,7 +30,7 @@ from efsqlite.console.data import (
     quote_name,
 )
 from efsqlite.console.html import Html, escape, href, join, tag
-from efsqlite.console.server import _host_name
+from efsqlite.console.server import ConsoleServer, Routes, _host_name
 from efsqlite.core.position import Position
 from efsqlite.read.answers import QueryResult
 
@@ -169,7 +171,7 @@ def test_json_fields(text: str, kinds: tuple[type, ...], expected: Any) -> None:
     ("text", "says"), [("{oops", "not JSON"), ("[1]", "must be an object"), ("3", "object")]
 )
 def test_json_fields_name_what_is_wrong(text: str, says: str) -> None:
-    with pytest.raises(FormError, match=says):
+    with pytest.raises(InvalidFormError, match=says):
         json_field(text, "args", kinds=(dict,))
 
 
@@ -229,3 +231,40 @@ def test_one_redrive_runs_at_a_time_and_its_outcome_is_kept() -> None:
     failing.start()
     failing.join(10)
     assert failing.problem == Problem("OSError", "queue gone")
+
+
+class _Broken:
+    """A console whose stack does not answer (the queue) or whose code fails (a bug)."""
+
+    declared = "*"
+
+    def databases(self) -> Any:
+        raise QueueError("cannot reach the queue http://127.0.0.1:1/q: connection refused")
+
+    def queues(self) -> Any:
+        raise KeyError("a bug")
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/databases", 502, "the stack did not answer: Queue: cannot reach the queue"),
+        ("/queues", 500, "the console failed on this page: KeyError"),
+    ],
+)
+def test_a_failing_page_is_a_page_with_its_status(path: str, status: int, says: str) -> None:
+    # GIVEN the console's server over a console that fails
+    server = ConsoleServer(("127.0.0.1", 0), Routes(cast(Any, _Broken())))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # WHEN a page is asked for
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        text = answer.read().decode()
+        # THEN the answer is a page saying why, with its status, not a dropped connection
+        assert answer.status == status and says in text
+    finally:
+        server.shutdown()
+        server.server_close()

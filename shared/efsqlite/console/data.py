@@ -46,6 +46,7 @@ from efsqlite.client.status import (
 from efsqlite.core.exceptions import EfsqliteError
 from efsqlite.core.ledger import COMMANDS_TABLE, INTERNAL_PREFIX
 from efsqlite.core.position import Position
+from efsqlite.read.answers import ErrorAnswer
 from efsqlite.read.queries import NamedQuery, QueryRegistry
 from efsqlite.write.commands import CommandRegistry
 
@@ -65,24 +66,20 @@ TABLES_SQL = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """An error to show: the reader's typed answer as it gave it, or the client's own."""
+#: An error to show, in the shape of the reader's error answer: the reader's own as it gave it
+#: (type, message, retryable, extra fields), or the client's (see :func:`problem_of`).
+Problem = ErrorAnswer
 
-    error_type: str
-    message: str
-    retryable: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, exc: BaseException) -> Problem:
-        if isinstance(exc, ReadRequestError):
-            return cls(exc.error_type, exc.message, exc.retryable, dict(exc.extra))
-        name = type(exc).__name__
-        # Ours are named as docs/errors.md names types (InvalidCommand); others as Python does.
-        if isinstance(exc, EfsqliteError):
-            name = name.removesuffix("Error") or name
-        return cls(name, str(exc))
+def problem_of(exc: BaseException) -> Problem:
+    """The error to show for ``exc``."""
+    if isinstance(exc, ReadRequestError):
+        return Problem(exc.error_type, exc.message, exc.retryable, dict(exc.extra))
+    name = type(exc).__name__
+    # Ours are named as docs/errors.md names types (InvalidCommand); others as Python does.
+    if isinstance(exc, EfsqliteError):
+        name = name.removesuffix("Error") or name
+    return Problem(name, str(exc))
 
 
 def quote_name(name: str) -> str:
@@ -187,7 +184,7 @@ def page_of(result: QueryResult, page: int) -> QueryPage:
     )
 
 
-class FormError(EfsqliteError, ValueError):
+class InvalidFormError(EfsqliteError, ValueError):
     """A form field the console cannot use (not JSON, not a number): named in the message."""
 
 
@@ -198,10 +195,10 @@ def json_field(text: str, name: str, *, kinds: tuple[type, ...]) -> Any:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise FormError(f"{name} is not JSON: {exc}") from None
+        raise InvalidFormError(f"{name} is not JSON: {exc}") from None
     if not isinstance(value, kinds):
         wanted = " or ".join("an array" if k is list else "an object" for k in kinds)
-        raise FormError(f"{name} must be {wanted}")
+        raise InvalidFormError(f"{name} must be {wanted}")
     return value
 
 
@@ -247,7 +244,7 @@ class Console:
         try:
             listed = self.reader.query(TABLES_SQL, db=db)
         except (ReadRequestError, ReaderInvokeError) as exc:
-            return DatabaseView(db, status, size, problem=Problem.of(exc))
+            return DatabaseView(db, status, size, problem=problem_of(exc))
         tables = [self._table(db, str(name), str(kind)) for name, kind in listed.rows]
         tables.sort(key=lambda t: (t.internal, t.name))
         return DatabaseView(db, status, size, tables)
@@ -257,7 +254,7 @@ class Console:
             shape = self.reader.query(f"SELECT * FROM {quote_name(name)} LIMIT 0", db=db)
             counted = self.reader.query(f"SELECT count(*) FROM {quote_name(name)}", db=db)
         except (ReadRequestError, ReaderInvokeError) as exc:
-            return TableView(name, kind, problem=Problem.of(exc))
+            return TableView(name, kind, problem=problem_of(exc))
         return TableView(name, kind, shape.columns, int(counted.rows[0][0]))
 
     # -- queries ------------------------------------------------------------------------------
@@ -269,10 +266,10 @@ class Console:
         page's last plus one, so its own ``truncated`` says whether a next page exists.
 
         Raises :class:`ReadRequestError` (the reader's answer), :class:`ReaderInvokeError`,
-        :class:`FormError` or the position's parse error.
+        :class:`InvalidFormError` or the position's parse error.
         """
         if not form.db:
-            raise FormError("choose a database")
+            raise InvalidFormError("choose a database")
         params = json_field(form.params, "params", kinds=(list, dict))
         min_position = Position.parse(form.min_position.strip()) if form.min_position else None
         page = max(1, form.page)
@@ -283,7 +280,7 @@ class Console:
             )
         else:
             if not form.sql.strip():
-                raise FormError("write a query, or pick a named one")
+                raise InvalidFormError("write a query, or pick a named one")
             result = self.reader.query(
                 form.sql, params, db=form.db, min_position=min_position, max_rows=wanted
             )
@@ -334,7 +331,7 @@ class Console:
                 else []
             )
         except EfsqliteError as exc:
-            return QueueView(None, None, [], {}, {}, Problem.of(exc))
+            return QueueView(None, None, [], {}, {}, problem_of(exc))
         failures = {
             failure.id: failure
             for status in report.databases.values()
@@ -345,14 +342,14 @@ class Console:
     # -- sending ------------------------------------------------------------------------------
     def send(self, form: SendForm) -> Bookmark:
         """Build the form's command with the client's helpers, check it as the writer will,
-        and send it. Raises :class:`FormError`, the client's ``InvalidCommandError`` (one
+        and send it. Raises :class:`InvalidFormError`, the client's ``InvalidCommandError`` (one
         line naming the field), ``MessageTooLargeError`` or ``SendError``."""
         expect: int | None = None
         if form.expect_schema.strip():
             try:
                 expect = int(form.expect_schema)
             except ValueError:
-                raise FormError("expect_schema must be a whole number") from None
+                raise InvalidFormError("expect_schema must be a whole number") from None
         command_id = form.id.strip() or None
         if form.kind == "sql":
             params = json_field(form.params, "params", kinds=(list, dict))
@@ -402,7 +399,7 @@ class RedriveTask:
         try:
             self.result = self.run({"on_progress": self._progress})
         except Exception as exc:  # shown on the page; a redrive is safe to run again
-            self.problem = Problem.of(exc)
+            self.problem = problem_of(exc)
         finally:
             self.finished_ms = int(time.time() * 1000)
 

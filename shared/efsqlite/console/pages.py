@@ -104,13 +104,28 @@ def cell(value: Any) -> Html:
     return tag("td", text)
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], **attributes: object) -> Html:
+def grid(head: Sequence[str], rows: Iterable[Html], **attributes: object) -> Html:
+    """A table of headings ``head`` and ready-made rows (``<tr>``)."""
     return tag(
         "table",
-        tag("thead", tag("tr", [tag("th", c) for c in columns])),
-        tag("tbody", [tag("tr", [cell(v) for v in row]) for row in rows]),
+        tag("thead", tag("tr", [tag("th", h) for h in head])),
+        tag("tbody", rows),
         **attributes,
     )
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], **attributes: object) -> Html:
+    """A table of SQLite values (see :func:`cell`)."""
+    return grid(columns, [tag("tr", [cell(v) for v in row]) for row in rows], **attributes)
+
+
+def field(label: str, name: str, value: str, *, lines: int | None = None) -> Html:
+    """A labelled text field (a textarea of ``lines`` lines when given), ``id="field-<name>"``."""
+    if lines is not None:
+        box = tag("textarea", value, name=name, id=f"field-{name}", rows=str(lines))
+    else:
+        box = tag("input", type="text", name=name, id=f"field-{name}", value=value)
+    return tag("label", label, box)
 
 
 def size(num_bytes: int | None) -> str:
@@ -171,12 +186,7 @@ def failures_table(db: str, failures: Sequence[CommandStatus]) -> Html:
         for f in failures
     ]
     head = ("id", "state", "last error", "message", "receives", "failing since")
-    return tag(
-        "table",
-        tag("thead", tag("tr", [tag("th", h) for h in head])),
-        tag("tbody", rows),
-        id="failures",
-    )
+    return grid(head, rows, id="failures")
 
 
 def _outcomes(status: DatabaseStatus) -> str:
@@ -248,17 +258,7 @@ def databases_page(
                 )
             )
         if view.tables:
-            section.append(
-                tag(
-                    "table",
-                    tag(
-                        "thead",
-                        tag("tr", [tag("th", h) for h in ("table", "kind", "rows", "columns")]),
-                    ),
-                    tag("tbody", rows),
-                    class_="tables",
-                )
-            )
+            section.append(grid(("table", "kind", "rows", "columns"), rows, class_="tables"))
         body.append(tag("section", section, class_="database", data_db=view.name))
     return layout("Databases", "databases", body)
 
@@ -289,22 +289,12 @@ def query_page(
                 id="field-named",
             ),
         ),
-        tag("label", "SQL", tag("textarea", form.sql, name="sql", id="field-sql", rows="5")),
-        tag(
-            "label",
-            "params (JSON array for ?, object for :name)",
-            tag("input", type="text", name="params", id="field-params", value=form.params),
-        ),
-        tag(
-            "label",
+        field("SQL", "sql", form.sql, lines=5),
+        field("params (JSON array for ?, object for :name)", "params", form.params),
+        field(
             "min_position (read your write: a bookmark's sequence number)",
-            tag(
-                "input",
-                type="text",
-                name="min_position",
-                id="field-min_position",
-                value=form.min_position,
-            ),
+            "min_position",
+            form.min_position,
         ),
         tag("button", "Run", type="submit", id="run"),
         method="get",
@@ -332,12 +322,7 @@ def query_page(
         ]
         body += [
             tag("h2", "Named queries"),
-            tag(
-                "table",
-                tag("thead", tag("tr", [tag("th", h) for h in ("name", "what", "SQL")])),
-                tag("tbody", listed),
-                id="named-queries",
-            ),
+            grid(("name", "what", "SQL"), listed, id="named-queries"),
         ]
     return layout("Query", "query", body)
 
@@ -480,12 +465,7 @@ def commands_page(
                 "Settled commands, newest first"
                 + (f" (ids containing {search!r})" if search else ""),
             ),
-            tag(
-                "table",
-                tag("thead", tag("tr", [tag("th", h) for h in head])),
-                tag("tbody", rows),
-                id="recent",
-            ),
+            grid(head, rows, id="recent"),
             tag("p", links, class_="paging"),
         ]
     return layout("Commands", "commands", body)
@@ -545,17 +525,7 @@ def queues_page(view: QueueView, task: RedriveTask, *, started: bool | None = No
                 id=f"depth-{name.lower()}",
             )
         )
-    body.append(
-        tag(
-            "table",
-            tag(
-                "thead",
-                tag("tr", [tag("th", h) for h in ("queue", "visible", "in flight", "delayed")]),
-            ),
-            tag("tbody", counts),
-            id="depths",
-        )
-    )
+    body.append(grid(("queue", "visible", "in flight", "delayed"), counts, id="depths"))
     for db, status in view.databases.items():
         if status.blocked_by is not None:
             body.append(blocked_banner(db, status.blocked_by))
@@ -604,14 +574,7 @@ def queues_page(view: QueueView, task: RedriveTask, *, started: bool | None = No
                 )
             )
         head = ("message id", "group", "receives", "sent", "body", "last error (ledger)")
-        body.append(
-            tag(
-                "table",
-                tag("thead", tag("tr", [tag("th", h) for h in head])),
-                tag("tbody", rows),
-                id="dlq-messages",
-            )
-        )
+        body.append(grid(head, rows, id="dlq-messages"))
     else:
         body.append(tag("p", "The DLQ has no visible message.", id="dlq-empty"))
     return layout("Queues", "queues", body, refresh_s=2 if task.running else None)
@@ -705,11 +668,7 @@ def send_page(
             if commands
             else tag("input", type="text", name="command", id="field-command", value=form.command),
         ),
-        tag(
-            "label",
-            "args (JSON object)",
-            tag("textarea", form.args, name="args", id="field-args", rows="3"),
-        ),
+        field("args (JSON object)", "args", form.args, lines=3),
     )
     raw_sql = tag(
         "fieldset",
@@ -725,12 +684,8 @@ def send_page(
             ),
             " one SQL statement",
         ),
-        tag("label", "SQL", tag("textarea", form.sql, name="sql", id="field-sql", rows="3")),
-        tag(
-            "label",
-            "params (JSON array or object)",
-            tag("input", type="text", name="params", id="field-params", value=form.params),
-        ),
+        field("SQL", "sql", form.sql, lines=3),
+        field("params (JSON array or object)", "params", form.params),
     )
     body: list[Html] = []
     if problem is not None:
@@ -748,22 +703,8 @@ def send_page(
             ),
             named,
             raw_sql,
-            tag(
-                "label",
-                "id (the idempotency key; empty: a new one)",
-                tag("input", type="text", name="id", id="field-id", value=form.id),
-            ),
-            tag(
-                "label",
-                "expect_schema (optional)",
-                tag(
-                    "input",
-                    type="text",
-                    name="expect_schema",
-                    id="field-expect_schema",
-                    value=form.expect_schema,
-                ),
-            ),
+            field("id (the idempotency key; empty: a new one)", "id", form.id),
+            field("expect_schema (optional)", "expect_schema", form.expect_schema),
             tag("button", "Send", type="submit", id="send"),
             method="post",
             action="/send",
@@ -773,12 +714,7 @@ def send_page(
     if specs:
         body += [
             tag("h2", "Named commands"),
-            tag(
-                "table",
-                tag("thead", tag("tr", tag("th", "name"), tag("th", "args"))),
-                tag("tbody", specs),
-                id="named-commands",
-            ),
+            grid(("name", "args"), specs, id="named-commands"),
         ]
     return layout("Send", "send", body)
 

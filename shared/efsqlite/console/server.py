@@ -35,11 +35,10 @@ from efsqlite.client.exceptions import ReaderInvokeError, ReadRequestError
 from efsqlite.console import pages
 from efsqlite.console.data import (
     Console,
-    FormError,
-    Problem,
     QueryForm,
     SendForm,
     form_value,
+    problem_of,
 )
 from efsqlite.console.exceptions import ConsoleError
 from efsqlite.console.html import href
@@ -158,7 +157,7 @@ class Routes:
             try:
                 answer = self.console.query(form)
             except EfsqliteError as exc:
-                problem = Problem.of(exc)
+                problem = problem_of(exc)
         page = pages.query_page(
             form, names, self.console.named_queries(), answer=answer, problem=problem
         )
@@ -177,12 +176,12 @@ class Routes:
             try:
                 recent, has_next = self.console.recent_commands(db, search=search, page=page)
             except (ReadRequestError, ReaderInvokeError) as exc:
-                problem = Problem.of(exc)
+                problem = problem_of(exc)
             if search and is_command_id(search):
                 try:
                     found = self.console.command_status(db, search)
                 except (ReadRequestError, ReaderInvokeError) as exc:
-                    problem = problem or Problem.of(exc)
+                    problem = problem or problem_of(exc)
         return Answer(
             pages.commands_page(
                 db,
@@ -208,7 +207,7 @@ class Routes:
         try:
             status = self.console.command_status(db, command_id)
         except (ReadRequestError, ReaderInvokeError) as exc:
-            problem = Problem.of(exc)
+            problem = problem_of(exc)
         bookmark = None
         sequence = form_value(fields, "sent")
         if sequence:
@@ -244,10 +243,10 @@ class Routes:
         )
         try:
             bookmark = self.console.send(form)
-        except (FormError, EfsqliteError) as exc:
+        except EfsqliteError as exc:
             names = self.console.database_names()
             page = pages.send_page(
-                form, names, sorted(self.console.commands, key=_name), problem=Problem.of(exc)
+                form, names, sorted(self.console.commands, key=_name), problem=problem_of(exc)
             )
             return Answer(page, HTTPStatus.UNPROCESSABLE_ENTITY)
         return Answer.redirect(
@@ -298,6 +297,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         try:
             answer = self._route(method)
+        except EfsqliteError as exc:  # the queue or the reader did not answer
+            answer = Answer.refused(
+                HTTPStatus.BAD_GATEWAY,
+                f"the stack did not answer: {problem_of(exc).error_type}: {exc}",
+            )
         except Exception as exc:  # a page, never a dropped connection
             log.exception("console: %s %s failed", method, self.path[:200])
             answer = Answer.refused(
