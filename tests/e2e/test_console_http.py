@@ -203,6 +203,38 @@ def test_hostile_queries_get_a_typed_answer_shown_as_text(
     assert "Traceback" not in text
 
 
+@pytest.fixture(scope="module")
+def todo_db(stack: Stack) -> str:
+    """The todo database, created by its first command."""
+    sent = stack.cli(
+        "send", "--db", "todo", "--command", "add_todo", "--args", '{"id": "t", "title": "t"}'
+    )
+    assert sent.returncode == 0, sent.stderr
+    waited = stack.cli(
+        "send", "--db", "todo", "--command", "delete_todo", "--args", '{"id": "t"}', "--wait"
+    )
+    assert waited.returncode == 0, waited.stderr
+    return "todo"
+
+
+def test_an_answer_the_reader_cut_at_its_byte_cap_says_so(
+    address: tuple[str, int], todo_db: str
+) -> None:
+    # GIVEN a query whose first page (50 rows of 200 KB) is over the reader's 5 MB answer cap
+    sql = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60) "
+        "SELECT i, printf('%.*c', 200000, 'x') AS big FROM n"
+    )
+    # WHEN the query page runs it
+    status, _, text = request(address, "GET", "/query?" + urlencode({"db": todo_db, "sql": sql}))
+    # THEN the rows the reader sent are shown, with its truncation said, and no next page
+    assert status == 200, text[:500]
+    assert 'id="truncated"' in text and "byte cap" in text
+    assert 'id="next"' not in text
+    shown = text.count("<tr><td>")
+    assert 10 < shown < 50, shown
+
+
 def test_a_form_the_console_cannot_use_is_shown_back_and_nothing_is_sent(
     address: tuple[str, int], stack: Stack
 ) -> None:

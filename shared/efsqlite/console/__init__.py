@@ -16,12 +16,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from efsqlite.devstack.stack import DevOptions
+    from efsqlite.devstack.stack import Addon, DevOptions
 
 
-def console_addon(
-    host: str, port: int
-) -> Callable[[dict[str, Any], DevOptions], tuple[dict[str, Any], Callable[[], None]]]:
+def console_addon(host: str, port: int) -> Addon:
     """The console as an addon of :class:`efsqlite.devstack.stack.DevStack`: started once the
     stack is up, with its endpoints and registries; adds ``console_url``."""
 
