@@ -163,7 +163,7 @@ def blocked_banner(db: str, blocker: CommandStatus) -> Html:
         "div",
         tag("strong", "BLOCKED"),
         f" database {db} waits on command ",
-        tag("a", blocker.id, href=href("/command", {"db": db, "id": blocker.id})),
+        command_link(db, blocker.id),
         f": {blocker.state}, {receives(blocker)}. Last error {blocker.error_type}: "
         f"{blocker.error_message}",
         class_="blocked",
@@ -171,17 +171,32 @@ def blocked_banner(db: str, blocker: CommandStatus) -> Html:
     )
 
 
+def command_link(db: str, command_id: str) -> Html:
+    """A link to one command's page."""
+    return tag("a", command_id, href=href("/command", {"db": db, "id": command_id}))
+
+
+def command_row(db: str, command_id: str, state: str, *cells: object) -> Html:
+    """A table row for one command: its link, its state as a badge, then ``cells``."""
+    return tag(
+        "tr",
+        tag("td", command_link(db, command_id)),
+        tag("td", tag("span", state, class_=f"state {state}")),
+        [tag("td", c) for c in cells],
+        data_id=command_id,
+    )
+
+
 def failures_table(db: str, failures: Sequence[CommandStatus]) -> Html:
     rows = [
-        tag(
-            "tr",
-            tag("td", tag("a", f.id, href=href("/command", {"db": db, "id": f.id}))),
-            tag("td", tag("span", f.state, class_=f"state {f.state}")),
-            tag("td", f.error_type),
-            tag("td", f.error_message),
-            tag("td", receives(f)),
-            tag("td", when(f.failing_since_ms)),
-            data_id=f.id,
+        command_row(
+            db,
+            f.id,
+            f.state,
+            f.error_type,
+            f.error_message,
+            receives(f),
+            when(f.failing_since_ms),
         )
         for f in failures
     ]
@@ -414,7 +429,7 @@ def commands_page(
             tag(
                 "div",
                 "Command ",
-                tag("a", found.id, href=href("/command", {"db": db, "id": found.id})),
+                command_link(db, found.id),
                 ": ",
                 status_text(found),
                 class_="found",
@@ -437,15 +452,14 @@ def commands_page(
         body.append(problem_box(problem))
     if db:
         rows = [
-            tag(
-                "tr",
-                tag("td", tag("a", c.id, href=href("/command", {"db": db, "id": c.id}))),
-                tag("td", tag("span", c.outcome, class_=f"state {c.outcome}")),
-                tag("td", c.error_type),
-                tag("td", c.error_message),
-                tag("td", c.position),
-                tag("td", when(c.settled_at_ms)),
-                data_id=c.id,
+            command_row(
+                db,
+                c.id,
+                c.outcome,
+                c.error_type,
+                c.error_message,
+                c.position,
+                when(c.settled_at_ms),
             )
             for c in recent
         ]
@@ -560,11 +574,7 @@ def queues_page(view: QueueView, task: RedriveTask, *, started: bool | None = No
                         [
                             tag(
                                 "p",
-                                tag(
-                                    "a",
-                                    f.id,
-                                    href=href("/command", {"db": message.group, "id": f.id}),
-                                ),
+                                command_link(message.group or "", f.id),
                                 f" {f.error_type}: {f.error_message}",
                             )
                             for f in last
