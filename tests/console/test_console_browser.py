@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.console.conftest import save_screenshot, wait_for, wait_for_text
-from tests.e2e.conftest import EXAMPLE, Stack
+from tests.e2e.conftest import EXAMPLE, Stack, running_stack
 
 #: A title that is markup: it must render as these characters, never run.
 SCRIPT_TITLE = "<script>window.pwned = 1</script><b>milk</b>"
@@ -31,17 +31,12 @@ SCRIPT_TITLE = "<script>window.pwned = 1</script><b>milk</b>"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # 4 receives 2 s apart: a failing command stays pending long enough to be seen blocking.
-    running = Stack(
+    yield from running_stack(
         tmp_path_factory.mktemp("console-stack"),
         visibility_timeout=2,
         max_receive_count=4,
         databases="todo",
     )
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

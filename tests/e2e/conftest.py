@@ -239,3 +239,13 @@ def own_stack(tmp_path: Path) -> Iterator[Any]:
     yield Factory()
     for made in created:
         made.stop(signal.SIGKILL)
+
+
+def running_stack(root: Path, **options: Any) -> Iterator[Stack]:
+    """A started :class:`Stack` for a fixture to yield, stopped when the fixture ends."""
+    stack = Stack(root, **options)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

@@ -16,17 +16,12 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from tests.e2e.conftest import Stack, run_cli
+from tests.e2e.conftest import Stack, run_cli, running_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("console-http"), databases="todo")
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_stack(tmp_path_factory.mktemp("console-http"), databases="todo")
 
 
 @pytest.fixture(scope="module")

@@ -651,18 +651,7 @@ def send_page(
     ]
     named = tag(
         "fieldset",
-        tag(
-            "legend",
-            tag(
-                "input",
-                type="radio",
-                name="kind",
-                value="named",
-                id="kind-named",
-                checked=form.kind != "sql",
-            ),
-            " a named command",
-        ),
+        _kind_legend("named", " a named command", form.kind != "sql"),
         tag(
             "label",
             "command ",
@@ -682,18 +671,7 @@ def send_page(
     )
     raw_sql = tag(
         "fieldset",
-        tag(
-            "legend",
-            tag(
-                "input",
-                type="radio",
-                name="kind",
-                value="sql",
-                id="kind-sql",
-                checked=form.kind == "sql",
-            ),
-            " one SQL statement",
-        ),
+        _kind_legend("sql", " one SQL statement", form.kind == "sql"),
         field("SQL", "sql", form.sql, lines=3),
         field("params (JSON array or object)", "params", form.params),
     )
@@ -727,6 +705,12 @@ def send_page(
             grid(("name", "args"), specs, id="named-commands"),
         ]
     return layout("Send", "send", body)
+
+
+def _kind_legend(kind: str, label: str, checked: bool) -> Html:
+    """The radio button choosing what the send form sends (``named`` or ``sql``)."""
+    radio = tag("input", type="radio", name="kind", value=kind, id=f"kind-{kind}", checked=checked)
+    return tag("legend", radio, label)
 
 
 def _args_outline(spec: NamedCommandSpec[Any]) -> dict[str, str]:
