@@ -98,17 +98,20 @@ def _strace() -> str:
 def describe_model(model: Mapping[str, int] = MODEL_US) -> str:
     parts = [f"{name} {us / 1000:g} ms" for name, us in model.items()]
     return (
-        ", ".join(parts) + " per call on the database files (each .sqlite, its -journal and "
-        "their folder; not the reader's snapshot in /tmp)"
+        ", ".join(parts) + " per call on the database files (each .sqlite, its -journal, its "
+        "-pages log and their folder; not the reader's snapshot in /tmp)"
     )
 
 
 def database_paths(folder: Path | str, dbs: Iterable[str] = ("main",)) -> list[str]:
-    """The EFS paths of databases ``dbs`` in ``folder``: the folder, each file, its journal."""
+    """The EFS paths of databases ``dbs`` in ``folder``: the folder, each file, its journal
+    and its page log (``-pages``, which the writer syncs at every commit and readers read)."""
     root = os.path.realpath(folder)
     paths = [root]
     for db in dbs:
-        paths += [os.path.join(root, f"{db}.sqlite"), os.path.join(root, f"{db}.sqlite-journal")]
+        paths += [
+            os.path.join(root, f"{db}.sqlite{suffix}") for suffix in ("", "-journal", "-pages")
+        ]
     return paths
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import apsw
 import pytest
-from efsqlite.core import ledger
+from efsqlite.core import ledger, pagelog
 from efsqlite.core.position import Position
 
 from tests.support.events import (
@@ -451,19 +451,26 @@ def test_new_database_appears_only_once_fully_migrated(
     # THEN the database appears migrated with the command applied, and no staging file stays
     assert rows(data_dir, "PRAGMA user_version") == [(2,)]
     assert rows(data_dir, "SELECT v FROM kv WHERE k = 'n1'") == [("x",)]
-    assert sorted(p.name for p in data_dir.iterdir()) == ["main.sqlite"]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["main.sqlite", "main.sqlite-pages"]
 
 
 def test_staging_file_left_by_a_crash_is_rebuilt(app: ModuleType, data_dir: Path) -> None:
     # GIVEN a staging file and journal left by a writer killed while creating the database
     (data_dir / "main.sqlite.new").write_bytes(b"half a database")
     (data_dir / "main.sqlite.new-journal").write_bytes(b"half a journal")
+    # AND a page log left by an earlier file of the same name
+    stale = pagelog.Entry(pagelog.KIND_START, b"s" * 16, 7, 4096, 3, pagelog.NO_TRUNCATION, 0)
+    (data_dir / "main.sqlite-pages").write_bytes(pagelog.MAGIC + stale.encode())
     # WHEN the next writer gets a command
     assert failures(invoke(app, sqs_record(put("s-1", "s1")))) == []
     # THEN it built the database afresh and applied the command
     assert rows(data_dir, "PRAGMA integrity_check") == [("ok",)]
     assert rows(data_dir, "SELECT v FROM kv WHERE k = 's1'") == [("x",)]
-    assert sorted(p.name for p in data_dir.iterdir()) == ["main.sqlite"]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["main.sqlite", "main.sqlite-pages"]
+    # AND the old page log is gone: the new one is one segment of this file's commits
+    entries, _ = pagelog.read_log(data_dir / "main.sqlite-pages")
+    assert entries and {e.segment for e in entries} != {b"s" * 16}
+    assert len({e.segment for e in entries}) == 1
 
 
 def test_edited_migration_fails_the_batch_instead_of_guessing(

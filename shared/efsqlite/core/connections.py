@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import apsw
 
-from efsqlite.core import singlestep
+from efsqlite.core import pagevfs, singlestep
 from efsqlite.core.exceptions import DatabaseOpenError
 from efsqlite.core.names import check_db_name
 from efsqlite.core.types import JournalMode
@@ -62,6 +62,7 @@ def open_writer_connection(
         str(path),
         flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE,
         statementcachesize=STATEMENT_CACHE_SIZE,
+        vfs=pagevfs.vfs_name(),
     )
     try:
         conn.set_busy_timeout(busy_timeout_ms)
@@ -132,3 +133,15 @@ def open_readonly_connection(
     )
     conn.set_busy_timeout(busy_timeout_ms)
     return conn
+
+
+def open_source_connection(
+    path: Path, *, busy_timeout_ms: int = 5000
+) -> tuple[apsw.Connection, pagevfs.RawFile]:
+    """:func:`open_readonly_connection` through the page VFS, with the file SQLite opened:
+    a snapshot copies pages through it while the connection holds its shared lock."""
+    conn, raw = pagevfs.open_with_raw_file(
+        readonly_uri(path), apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+    )
+    conn.set_busy_timeout(busy_timeout_ms)
+    return conn, raw

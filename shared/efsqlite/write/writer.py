@@ -32,6 +32,7 @@ from efsqlite.core.connections import database_path, open_writer_connection, set
 from efsqlite.core.exceptions import EfsqliteError, ErrorType, InvalidDatabaseNameError
 from efsqlite.core.ledger import FAILURES_TABLE, excerpt, has_table, record_failure
 from efsqlite.core.names import DB_NAME_PATTERN, check_db_name
+from efsqlite.core.pagelog import sidecar_path
 from efsqlite.core.position import InvalidPositionError, Position
 from efsqlite.core.sqlpolicy import is_text
 from efsqlite.write.apply import Applier, BatchResult, IncomingRecord, claimed_command_id
@@ -252,7 +253,8 @@ class Writer:
         no commands (only migrations ran in it) and is rebuilt from scratch.
         """
         staging = path.with_name(path.name + STAGING_SUFFIX)
-        for leftover in (staging, staging.with_name(staging.name + "-journal")):
+        # A page log left by an earlier file of this name describes another history.
+        for leftover in (staging, staging.with_name(staging.name + "-journal"), sidecar_path(path)):
             leftover.unlink(missing_ok=True)
         self._open_migrated(staging, migrations).close()
         # No connection is open on either name, so the rename cannot pull a file from under
