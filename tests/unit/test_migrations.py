@@ -174,3 +174,35 @@ def test_migration_versions_are_ascii_digits(tmp_path: Path) -> None:
     (tmp_path / "\u0661_arabic.sql").write_text("CREATE TABLE a (x);")
     with pytest.raises(MigrationError, match="NNNN_description"):
         discover(tmp_path, "main")
+
+
+def test_a_vacuum_migration_runs_outside_the_transaction_and_is_recorded(tmp_path: Path) -> None:
+    # GIVEN a database that grew and then lost its rows
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "0001_t.sql").write_text("CREATE TABLE t (v BLOB);")
+    conn = open_writer_connection(tmp_path / "db.sqlite")
+    migrate(conn, discover(tmp_path / "m", "main"))
+    conn.execute("INSERT INTO t VALUES (randomblob(200000))")
+    conn.execute("DELETE FROM t")
+    grown = (tmp_path / "db.sqlite").stat().st_size
+    # WHEN a migration holding only VACUUM ships (comments aside)
+    (tmp_path / "m" / "0002_vacuum.sql").write_text("-- reclaim the space\nVACUUM;\n")
+    assert migrate(conn, discover(tmp_path / "m", "main")) == 2
+    # THEN the file shrank, the migration is recorded, and the writer still attaches nothing
+    assert (tmp_path / "db.sqlite").stat().st_size < grown
+    assert conn.execute("SELECT version FROM _efsqlite_migrations").fetchall() == [(1,), (2,)]
+    assert conn.limit(apsw.SQLITE_LIMIT_ATTACHED, -1) == 0
+    conn.close()
+
+
+@pytest.mark.parametrize("sql", ["VACUUM INTO '{copy}';", "CREATE TABLE u (x); VACUUM;"])
+def test_vacuum_mixed_with_anything_else_fails_the_migration(tmp_path: Path, sql: str) -> None:
+    # GIVEN VACUUM INTO, or VACUUM beside another statement  WHEN migrating
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "0001_v.sql").write_text(sql.format(copy=tmp_path / "copy.sqlite"))
+    conn = open_writer_connection(tmp_path / "db.sqlite")
+    # THEN it runs inside the migration's transaction like any statement, and SQLite refuses
+    with pytest.raises(MigrationError, match="1_v failed: cannot VACUUM from within"):
+        migrate(conn, discover(tmp_path / "m", "main"))
+    assert not (tmp_path / "copy.sqlite").exists()
+    conn.close()

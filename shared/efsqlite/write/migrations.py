@@ -7,6 +7,9 @@ one, the ``*.sql`` files at the top apply to every database.
 DO add a new file for every change. DON'T edit a file that has been applied: the writer
 compares checksums and refuses to go on (``MigrationError``) rather than guess.
 DON'T put ``BEGIN``/``COMMIT`` in a migration: the runner owns the transaction.
+DO put ``VACUUM`` in a migration file of its own (nothing else in it): SQLite cannot vacuum
+inside a transaction, so that one file runs ``VACUUM`` first and then commits its record.
+A crash between the two runs ``VACUUM`` again, which is harmless. ``VACUUM INTO`` is refused.
 DO save migrations as UTF-8 text. A file that is not UTF-8, holds a NUL byte, is not a regular
 file (a FIFO would block the cold start) or cannot be read, and a folder that cannot be
 listed, are a ``MigrationError`` naming the path: never a silent "no migrations", which
@@ -141,13 +144,13 @@ def migrate(conn: Connection, migrations: list[Migration]) -> int:
             for version, sha in conn.execute(f"SELECT version, sha256 FROM {MIGRATIONS_TABLE}")
         }
         pending = _pending(migrations, applied)
-        if pending:
-            _run_migration(conn, pending[0])
+        if pending and not is_vacuum(pending[0]):
+            _run_migration(conn, pending.pop(0))
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
         raise
-    for migration in pending[1:]:
+    for migration in pending:
         _apply_one(conn, migration)
     return schema_version(conn)
 
@@ -170,7 +173,32 @@ def _pending(migrations: list[Migration], applied: dict[int, str]) -> list[Migra
     return [m for m in migrations if m.version not in applied]
 
 
+_VACUUM_RE = re.compile(r"\s*VACUUM\s*(main\s*)?;?\s*", re.IGNORECASE)
+
+
+def is_vacuum(migration: Migration) -> bool:
+    """True for a migration whose one statement is ``VACUUM`` (comments aside)."""
+    text = re.sub(r"(--[^\n]*(\n|$))|(/\*.*?\*/)", " ", migration.sql, flags=re.S)
+    return _VACUUM_RE.fullmatch(text) is not None
+
+
+def _vacuum(conn: Connection, migration: Migration) -> None:
+    """``VACUUM`` outside any transaction; it attaches a scratch database, so the writer's
+    limit of no attached databases is lifted for this statement only."""
+    attached = conn.limit(apsw.SQLITE_LIMIT_ATTACHED, 1)
+    try:
+        conn.execute("VACUUM")
+    except apsw.Error as exc:
+        raise MigrationError(
+            f"migration {migration.version}_{migration.name} failed: {exc}"
+        ) from exc
+    finally:
+        conn.limit(apsw.SQLITE_LIMIT_ATTACHED, attached)
+
+
 def _apply_one(conn: Connection, migration: Migration) -> None:
+    if is_vacuum(migration):
+        _vacuum(conn, migration)
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Re-check under the write lock: another writer may have applied it meanwhile.
@@ -186,7 +214,7 @@ def _apply_one(conn: Connection, migration: Migration) -> None:
 
 def _run_migration(conn: Connection, migration: Migration) -> None:
     """Run one migration and record it, inside the caller's transaction."""
-    statements = split_statements(migration.sql)
+    statements = [] if is_vacuum(migration) else split_statements(migration.sql)
     for statement in statements:
         if _is_transaction_control(statement):
             raise MigrationError(
