@@ -29,16 +29,17 @@ print(reader.handle({"db": "main", "sql": "SELECT count(*) FROM accounts"}), flu
 
 
 def test_torn_copy_from_a_killed_reader_is_never_served(tmp_path: Path) -> None:
-    # GIVEN a database with enough pages that a copy takes many writes
+    # GIVEN a database of about 4 MiB: a copy writes it 1 MiB at a time, to the copy and to
+    # its twin (the spare the next refresh patches), so it takes 8 writes
     writer = make_writer(tmp_path)
     seed_accounts(writer)
     write(
         writer,
-        [("INSERT INTO blobs (id, data) VALUES (?, randomblob(3000))", [i]) for i in range(40)],
+        [("INSERT INTO blobs (id, data) VALUES (?, randomblob(100000))", [i]) for i in range(40)],
     )
     writer.close()
-    # WHEN a reader process is SIGKILLed at its 5th pwrite64 (inside its first snapshot copy;
-    # the reader writes nothing else)
+    # WHEN a reader process is SIGKILLed at its 5th pwrite64 (inside its first snapshot copy,
+    # 2 MiB into the copy and its twin; the reader writes nothing else)
     killed = subprocess.run(
         [
             "strace",
@@ -63,8 +64,8 @@ def test_torn_copy_from_a_killed_reader_is_never_served(tmp_path: Path) -> None:
     assert killed.returncode == -9
     assert killed.stdout == ""  # it never answered
     snapshots = tmp_path / "snapshots"
-    torn = list(snapshots.glob("*/main-*.tmp"))
-    assert len(torn) == 1 and torn[0].stat().st_size > 0
+    torn = list(snapshots.glob("*/main-*.tmp"))  # the copy and its twin
+    assert len(torn) == 2 and all(p.stat().st_size > 0 for p in torn)
     # AND a second reader process is SIGKILLed after answering (its copy is complete)
     subprocess.run(
         [
@@ -88,5 +89,5 @@ def test_torn_copy_from_a_killed_reader_is_never_served(tmp_path: Path) -> None:
     assert sorted(p.name for p in snapshots.iterdir()) == sorted(
         [store.folder.name, store.folder.name + ".lock"]
     )
-    assert not torn[0].exists()
+    assert not any(p.exists() for p in torn)
     reader.close()

@@ -675,6 +675,10 @@ def timed(app: ModuleType, payload: dict[str, Any]) -> tuple[float, dict[str, An
     return time.monotonic() - started, answer
 
 
+#: Refreshes that copy the whole file (a patch after a small write is too quick to time out).
+FULL_COPIES = {"EFSQLITE_SNAPSHOT_PATCH": "false"}
+
+
 def store_files(app: ModuleType) -> list[str]:
     return sorted(path.suffix for path in app.reader._store.folder.iterdir())
 
@@ -689,7 +693,7 @@ def test_refresh_stops_at_the_deadline_and_serves_the_last_good_copy(
 ) -> None:
     # GIVEN a snapshot-mode reader whose first full refresh took `full` seconds
     root, writer = big
-    app = cold_start(handler_env(root, "snapshot", "deadline"))
+    app = cold_start(handler_env(root, "snapshot", "deadline", **FULL_COPIES))
     full, first = timed(app, dict(COUNT, timeout_ms=15_000))
     assert first["stale"] is False
     # AND the source moves on
@@ -713,7 +717,7 @@ def test_a_first_refresh_out_of_time_is_retryable_and_leaves_no_file(
 ) -> None:
     # GIVEN a reader with no snapshot yet  WHEN a 1 ms query comes
     root, _ = big
-    app = cold_start(handler_env(root, "snapshot", "first"))
+    app = cold_start(handler_env(root, "snapshot", "first", **FULL_COPIES))
     elapsed, answer = timed(app, dict(COUNT, timeout_ms=1))
     # THEN unavailable (retryable) within the deadline, and no copy left behind
     assert kind(answer) == "Unavailable" and answer["error"]["retryable"] is True, answer
@@ -725,7 +729,7 @@ def test_a_first_refresh_out_of_time_is_retryable_and_leaves_no_file(
 def test_min_position_out_of_time_is_retryable_with_the_position(big: tuple[Path, Writer]) -> None:
     # GIVEN a reader with a snapshot, and a write it has not copied yet
     root, writer = big
-    app = cold_start(handler_env(root, "snapshot", "wait"))
+    app = cold_start(handler_env(root, "snapshot", "wait", **FULL_COPIES))
     first = ask(app, dict(COUNT, timeout_ms=15_000))
     position = touch(writer)
     # WHEN a 2 ms query asks for that write
@@ -737,13 +741,38 @@ def test_min_position_out_of_time_is_retryable_with_the_position(big: tuple[Path
     app.reader.close()
 
 
+def test_a_patch_out_of_time_serves_the_last_good_copy_and_leaves_no_file(
+    big: tuple[Path, Writer],
+) -> None:
+    # GIVEN a reader with a snapshot (and its spare), then a write that changes 6,000 pages
+    root, writer = big
+    app = cold_start(handler_env(root, "snapshot", "patch"))
+    first = ask(app, dict(COUNT, timeout_ms=15_000))
+    write(writer, [("UPDATE blobs SET data = randomblob(4000) WHERE id % 10 = 0", [])])
+    # WHEN a 1 ms query comes  THEN the patch stops at the deadline: the old copy, stale
+    elapsed, answer = timed(app, dict(COUNT, timeout_ms=1))
+    assert answer["stale"] is True and answer["position"] == first["position"], answer
+    assert elapsed <= 0.001 + SLACK_S
+    # AND the half-patched spare is gone, never to be served: only the current copy is left
+    assert store_files(app) == [".sqlite"]
+    # AND with time enough the next query copies the whole file, then patches again
+    fresh = ask(app, dict(COUNT, timeout_ms=15_000))
+    assert fresh["stale"] is False and int(fresh["position"]) > int(first["position"])
+    snap = app.reader._snapshots["main"]
+    assert snap.last_full_copy_reason == "no spare copy of this log segment to patch"
+    touch(writer)
+    assert ask(app, dict(COUNT, timeout_ms=15_000))["stale"] is False
+    assert snap.last_refresh.patched is True
+    app.reader.close()
+
+
 def test_quick_check_is_bounded_by_the_deadline(
     big: tuple[Path, Writer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a copy made in one backup step (so only the check can see the deadline)
+    # GIVEN a copy made in one read (so only the check can see the deadline)
     root, writer = big
-    monkeypatch.setattr("efsqlite.read.snapshot.BACKUP_PAGES_PER_STEP", -1)
-    app = cold_start(handler_env(root, "snapshot", "check"))
+    monkeypatch.setattr("efsqlite.read.snapshot.COPY_CHUNK_BYTES", 1 << 40)
+    app = cold_start(handler_env(root, "snapshot", "check", **FULL_COPIES))
     first = ask(app, dict(COUNT, timeout_ms=15_000))
     touch(writer)
     # WHEN a 1 ms query comes  THEN the check stops at the deadline: the old copy, stale

@@ -15,6 +15,7 @@ EXPECTED_VARS = {
     "EFSQLITE_READ_MODE": "read_mode",
     "EFSQLITE_SNAPSHOT_DIR": "snapshot_dir",
     "EFSQLITE_MAX_STALENESS_MS": "max_staleness_ms",
+    "EFSQLITE_SNAPSHOT_PATCH": "snapshot_patch",
     "EFSQLITE_QUERIES": "queries",
     "EFSQLITE_ALLOW_RAW_SQL": "allow_raw_sql",
     "EFSQLITE_MAX_ROWS": "max_rows",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,10 +33,16 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def snapshot_files(reader: Reader) -> list[str]:
+def all_files(reader: Reader) -> list[str]:
+    """Every file in this reader's snapshot folder: copies, spares, anything half-made."""
     store = reader._store
     assert store is not None
     return sorted(p.name for p in store.folder.iterdir())
+
+
+def snapshot_files(reader: Reader) -> list[str]:
+    """The copies a reader may serve (``.sqlite``); spares (``.spare``) are never opened."""
+    return [name for name in all_files(reader) if name.endswith(".sqlite")]
 
 
 def plant_leftovers(snapshots: Path) -> list[Path]:
@@ -95,8 +102,8 @@ def test_a_live_process_snapshots_are_left_alone(root: Path) -> None:
 
 
 def test_refresh_swaps_to_a_new_name_and_deletes_the_old(root: Path) -> None:
-    # GIVEN a reader with a snapshot, then a write
-    reader = make_reader(root)
+    # GIVEN a reader with a snapshot (patching off), then a write
+    reader = make_reader(root, snapshot_patch=False)
     first = reader.handle(SUM)
     writer = make_writer(root)
     _, position = write(writer, transfer_statements(1, 2, 7))
@@ -109,6 +116,31 @@ def test_refresh_swaps_to_a_new_name_and_deletes_the_old(root: Path) -> None:
     reader.handle(SUM)
     assert snapshot_files(reader) == ["main-2.sqlite"]
     assert reader._snapshots["main"].refreshes == 2
+    writer.close()
+    reader.close()
+
+
+def test_a_patched_refresh_keeps_the_old_copy_closed_as_the_spare(root: Path) -> None:
+    # GIVEN a reader with a snapshot (its full copy also wrote a twin, the spare)
+    reader = make_reader(root)
+    reader.handle(SUM)
+    assert all_files(reader) == ["main-1.sqlite", "main-2.spare"]
+    writer = make_writer(root)
+    # WHEN a write comes and then a query
+    write(writer, transfer_statements(1, 2, 7))
+    assert reader.handle(SUM)["rows"] == [[TOTAL, 1007]]
+    # THEN the spare was patched into the new current copy under a new name, and the old
+    # current copy, closed, is the next spare
+    snap = reader._snapshots["main"]
+    assert (snap.refreshes, snap.patches) == (2, 1)
+    assert all_files(reader) == ["main-1.spare", "main-3.sqlite"]
+    assert snap.last_refresh is not None and snap.last_refresh.patched
+    # AND the next write patches again, reading only the pages that changed
+    write(writer, transfer_statements(2, 3, 1))
+    assert reader.handle(SUM)["rows"] == [[TOTAL, 1006]]
+    assert (snap.refreshes, snap.patches) == (3, 2)
+    assert all_files(reader) == ["main-3.spare", "main-4.sqlite"]
+    assert 0 < snap.last_refresh.pages_read < snap.current.image.page_count
     writer.close()
     reader.close()
 
@@ -156,24 +188,33 @@ with open(path, "r+b") as f:
 """
 
 
-def test_a_corrupt_copy_is_never_served(root: Path) -> None:
+@pytest.mark.parametrize("patching", [False, True], ids=["full-copy", "patch"])
+def test_a_corrupt_copy_is_never_served(root: Path, patching: bool) -> None:
     # GIVEN a reader serving a good snapshot
-    reader = make_reader(root)
+    reader = make_reader(root, snapshot_patch=patching)
     good = reader.handle(SUM)
     assert good["rows"] == [[TOTAL, 1000]]
-    # AND then the source moves on and a table page gets damaged (in another process: this
-    # one holds connections to the file, and a plain open/close here would drop their locks)
+    # AND then the source moves on (a commit that writes the accounts page) and that table
+    # page gets damaged after the commit (in another process: this one holds connections to
+    # the file, and a plain open/close here would drop their locks)
     writer = make_writer(root)
-    write(writer, [("SELECT 1", [])])
+    write(writer, transfer_statements(1, 2, 5))
     writer.close()
     path = root / "data" / "main.sqlite"
     subprocess.run([sys.executable, "-c", _CORRUPT_SCRIPT, str(path)], check=True)
     # WHEN the reader refreshes  THEN the copy fails its check and the last good one is
     # served, marked stale
+    # (patching: the page's CRC differs from its page log entry, so the reader copies the
+    # whole file instead, and that copy fails quick_check)
     answer = reader.handle(SUM)
     assert answer["stale"] is True
     assert answer["rows"] == good["rows"] and answer["position"] == good["position"]
-    assert snapshot_files(reader) == ["main-1.sqlite"]
+    assert all_files(reader) == ["main-1.sqlite"]
+    snap = reader._snapshots["main"]
+    assert snap.patches == 0
+    if patching:
+        reason = snap.last_full_copy_reason or ""
+        assert re.fullmatch(r"page \d+ differs from its page log entry", reason), reason
     # AND a reader with no good snapshot answers a retryable error and keeps no file
     cold = make_reader(root)
     failed = cold.handle(SUM)

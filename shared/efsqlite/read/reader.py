@@ -287,6 +287,7 @@ class Reader:
             busy_timeout_ms=self.settings.busy_timeout_ms,
             limits=self.limits,
             max_staleness_s=self.settings.max_staleness_ms / 1000,
+            patching=self.settings.snapshot_patch,
         )
 
     def _direct_conn(self, db: str) -> ReadConnection:

@@ -47,6 +47,9 @@ class ReaderSettings:
     read_mode: ReadMode = "snapshot"
     snapshot_dir: Path = Path("/tmp/efsqlite")
     max_staleness_ms: int = 1000
+    #: Refresh a snapshot by copying only the pages the page log says changed (keeps the
+    #: previous copy in ``snapshot_dir`` too: twice the database's size); off copies all.
+    snapshot_patch: bool = True
     queries: str | None = None
     allow_raw_sql: bool = True
     max_rows: int = 1000
@@ -135,7 +138,7 @@ class ReaderSettings:
                     values[name] = int(raw)
                 except ValueError:
                     cls._refuse(name, raw, "must be an integer")
-            elif name == "allow_raw_sql":
+            elif name in ("allow_raw_sql", "snapshot_patch"):
                 if raw.lower() not in _TRUE | _FALSE:
                     cls._refuse(name, raw, "must be true or false")
                 values[name] = raw.lower() in _TRUE
