@@ -279,6 +279,17 @@ def strace_fault(
     return args
 
 
+def strace_page_log_fault(db: Path, action: str = "signal=KILL") -> list[str]:
+    """``strace`` arguments that inject ``action`` at the first ``fdatasync`` of ``db``'s page
+    log. The writer syncs the log in a thread of its own at each commit (in parallel with the
+    database's sync), so every thread is traced (``-f``) and only calls on the log (``-P``)."""
+    from efsqlite.core.pagelog import sidecar_path
+
+    assert STRACE is not None
+    args = [STRACE, "-f", "-qq", "-P", str(sidecar_path(db)), "-e", "trace=fdatasync"]
+    return [*args, "-e", f"inject=fdatasync:{action}:when=1", "-o", "/dev/null"]
+
+
 def count_calls(
     template: Path,
     migrations: Path,

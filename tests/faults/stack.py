@@ -2,7 +2,9 @@
 
 Ports are chosen free once and kept across restarts, as a deployed queue URL stays the same;
 the data folder (databases and the queue journal) is kept too, so a restart is what a crashed
-writer or host coming back looks like.
+writer or host coming back looks like. Its readers run in snapshot mode with patching on (the
+defaults, spelled out), and each of their refreshes is noted (``stack_main.py``), so a test
+can check that refreshes patched rather than copied whole files.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.faults.harness import REPO
+
+#: Runs ``efsqlite dev`` and notes each reader snapshot refresh (see its docstring).
+MAIN = Path(__file__).with_name("stack_main.py")
 
 
 def free_port() -> int:
@@ -58,6 +64,8 @@ class LocalStack:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.log = data_dir.parent / f"{data_dir.name}-stack.log"
+        #: One JSON line per reader snapshot refresh, across restarts (``stack_main.py``).
+        self.refresh_log = data_dir.parent / f"{data_dir.name}-refreshes.jsonl"
 
     @property
     def endpoints_file(self) -> Path:
@@ -65,7 +73,14 @@ class LocalStack:
 
     def env(self) -> dict[str, str]:
         path = os.pathsep.join([str(REPO / "shared"), str(REPO)])
-        return dict(os.environ, PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1")
+        return dict(
+            os.environ,
+            PYTHONPATH=path,
+            PYTHONDONTWRITEBYTECODE="1",
+            # The readers' default, spelled out: a refresh patches the previous snapshot.
+            EFSQLITE_SNAPSHOT_PATCH="true",
+            EFSQLITE_TEST_REFRESH_LOG=str(self.refresh_log),
+        )
 
     def start(self, prefix: Sequence[str] = (), timeout: float = 60.0) -> dict[str, Any]:
         """Start (or restart) and wait until ``endpoints.json`` is written anew."""
@@ -73,7 +88,7 @@ class LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "efsqlite", "dev", *self.args],
+                [*prefix, sys.executable, str(MAIN), "dev", *self.args],
                 cwd=REPO,
                 env=self.env(),
                 stdout=log,
@@ -118,6 +133,34 @@ class LocalStack:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def refreshes(self) -> Counter[str]:
+        """The readers' snapshot refreshes so far: "patch", why the whole file was copied, or
+        "failed: <error type>"."""
+        found: Counter[str] = Counter()
+        try:
+            lines = self.refresh_log.read_text().splitlines()
+        except FileNotFoundError:
+            return found
+        for line in lines:
+            try:
+                refresh = json.loads(line)
+            except ValueError:  # the last line of a stack killed while writing it
+                continue
+            if "failed" in refresh:
+                found["failed: " + refresh["failed"].split(":", 1)[0]] += 1
+            else:
+                found["patch" if refresh["patched"] else str(refresh["reason"])] += 1
+        return found
+
+    def misled_refreshes(self) -> list[str]:
+        """Refreshes that show a page log misleading a reader: a copy that failed its check
+        (``SnapshotError``), or a page that differs from what its log entry says."""
+        return [
+            kind
+            for kind in self.refreshes()
+            if kind.startswith("failed: SnapshotError") or "differs from its page log" in kind
+        ]
 
     def database(self, db: str) -> Path:
         return self.data_dir / "databases" / f"{db}.sqlite"

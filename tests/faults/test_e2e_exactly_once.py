@@ -13,10 +13,12 @@ readers ``efsqlite.client.ReadClient`` through the Lambda Invoke API, redrive is
   SIGKILLed at a random moment. Each time it restarts on the same folder. Producers retry
   failed sends with the same ids, as the client's docs say. Pass: every command applied
   exactly once, none lost, order kept within each producer, integrity ok.
-- **Readers throughout.** Reader threads query every producer's rows all along. Since each
-  producer's commands apply in order and exactly once, any consistent answer shows, per
-  producer, rows 0..k-1 with no gap and no duplicate. Pass: 0 wrong answers (retryable errors
-  and a stack that is down are allowed).
+- **Readers throughout.** Reader threads query every producer's rows all along, through the
+  stack's readers in snapshot mode with patching on. Since each producer's commands apply in
+  order and exactly once, any consistent answer shows, per producer, rows 0..k-1 with no gap
+  and no duplicate. Pass: 0 wrong answers (retryable errors and a stack that is down are
+  allowed), and no snapshot refresh misled by the page log (the stack notes each refresh;
+  the redrive test below, with steady traffic, also checks that refreshes patched).
 - **Redrive under traffic.** 50 commands fail (a named command whose handler errors while a
   gate is closed) until SQS moves them to the DLQ, while 1,000 new commands flow. The gate
   opens (the test writes it, as an operator's fix would), ``efsqlite redrive`` moves them
@@ -331,7 +333,8 @@ def test_exactly_once_through_the_local_stack_with_kills_and_readers(tmp_path: P
         f"twice, {sum(p.send_errors for p in producers)} send retries, kills: {kill_log}; "
         f"readers: {readers.answers} answers, {readers.retryable} retryable, "
         f"{readers.down} while down, {len(readers.wrong)} wrong; "
-        f"down because: {readers.down_reasons.most_common(3)}"
+        f"down because: {readers.down_reasons.most_common(3)}; "
+        f"snapshot refreshes: {dict(stack.refreshes().most_common(4))}"
     )
     assert all(p.error is None for p in producers), [p.error for p in producers]
     assert _integrity(stack.database(DB)) == "ok"
@@ -341,6 +344,9 @@ def test_exactly_once_through_the_local_stack_with_kills_and_readers(tmp_path: P
     # THEN readers never saw a wrong answer, and did get answers
     assert readers.wrong == []
     assert readers.answers > 0
+    # AND no snapshot refresh was misled by the page log (how many patched depends on how
+    # long each restart lasts: a new environment's first refresh copies the whole file)
+    assert stack.misled_refreshes() == [], stack.refreshes()
 
 
 def _dlq_depth(sqs: Any, dlq_url: str) -> int:
@@ -448,7 +454,8 @@ def test_redrive_twice_under_traffic_applies_each_command_once(tmp_path: Path) -
     print(
         f"\nredrive: {in_dlq} in the DLQ before, first redrive {first} with {still_sending} "
         f"producers still sending, second {second}; "
-        f"readers: {readers.answers} answers, {len(readers.wrong)} wrong"
+        f"readers: {readers.answers} answers, {len(readers.wrong)} wrong; "
+        f"snapshot refreshes: {dict(stack.refreshes().most_common(4))}"
     )
     # THEN every gated and every new command is applied exactly once (not in order: valid
     # commands stuck behind a failing one reach the DLQ too, and a redrive reorders them)
@@ -463,3 +470,6 @@ def test_redrive_twice_under_traffic_applies_each_command_once(tmp_path: Path) -
     assert gated_ids == sorted(f"g-{i}" for i in range(50))
     assert _integrity(stack.database(DB)) == "ok"
     assert readers.wrong == []
+    # AND the readers' snapshots were refreshed by patching, never misled by the page log
+    assert stack.refreshes()["patch"] > 0, stack.refreshes()
+    assert stack.misled_refreshes() == [], stack.refreshes()
