@@ -67,13 +67,34 @@ def test_the_choices_add_and_remove_the_lines_they_should() -> None:
 
 
 def test_snapshot_reads_of_a_big_busy_database_are_flagged_on_bursting() -> None:
-    # GIVEN 100 GB written 10 M times a month, read through snapshots: each refresh copies it
-    load = cost.Load(gb=100, writes=10_000_000, reads=100_000_000, read_mode="snapshot")
+    # GIVEN 100 GB written 10 M times a month, read through snapshots copied whole
+    load = cost.Load(
+        gb=100, writes=10_000_000, reads=100_000_000, read_mode="snapshot", snapshot_patch=False
+    )
     # THEN bursting credits cannot carry it, and the bill says so
     assert any("run out" in note for note in cost.bill(load).notes)
     # AND on Elastic the copies are the bill
     elastic = lines(cost.bill(cost.with_options(load, throughput="elastic")))
     assert elastic["EFS: Elastic throughput, read"].monthly > 1000
+
+
+def test_patched_snapshot_refreshes_cost_what_changed_not_the_file() -> None:
+    # GIVEN the same big busy database read through snapshots, on Elastic throughput
+    load = cost.Load(
+        gb=100, writes=10_000_000, reads=100_000_000, read_mode="snapshot", throughput="elastic"
+    )
+    item = "EFS: Elastic throughput, read"
+    patched = lines(cost.bill(load))[item]
+    full = lines(cost.bill(cost.with_options(load, snapshot_patch=False)))[item]
+    # THEN patching reads what the commits wrote, a small fraction of copying 100 GB at
+    # every refresh, and it does not grow with the database; a full copy does
+    assert usage.MEASURED["query"]["snapshot_patch_after_write"]["metered_bytes"] > 0
+    assert patched.monthly < full.monthly / 100
+    twice = cost.with_options(load, gb=200)
+    assert lines(cost.bill(twice))[item].quantity == pytest.approx(patched.quantity)
+    full_twice = lines(cost.bill(cost.with_options(twice, snapshot_patch=False)))[item]
+    assert full_twice.quantity > 1.9 * full.quantity
+    assert "patched" in cost.bill(load).name
 
 
 def test_the_comparators_price_the_same_load() -> None:

@@ -38,6 +38,12 @@ def add_parser(commands: Any) -> None:
         "--commands-per-message", type=positive, default=1, help="commands packed per message"
     )
     cost.add_argument("--read-mode", choices=["direct", "snapshot"], default="direct")
+    cost.add_argument(
+        "--no-snapshot-patch",
+        dest="snapshot_patch",
+        action="store_false",
+        help="snapshot refreshes copy the whole file (EFSQLITE_SNAPSHOT_PATCH=false)",
+    )
     cost.add_argument("--throughput", choices=["bursting", "elastic"], default="bursting")
     cost.add_argument("--storage", choices=["regional", "one-zone"], default="regional")
     cost.add_argument("--backup-days", type=_count, default=3, help="BackupRetentionDays (3)")
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         reads=args.reads,
         commands_per_message=args.commands_per_message,
         read_mode=args.read_mode,
+        snapshot_patch=args.snapshot_patch,
         throughput=args.throughput,
         storage=args.storage,
         backup_days=args.backup_days,

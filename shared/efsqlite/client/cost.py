@@ -130,6 +130,9 @@ class Load:
     reads: int
     commands_per_message: int = 1
     read_mode: ReadMode = "direct"
+    #: Snapshot refreshes patch the pages that changed (``EFSQLITE_SNAPSHOT_PATCH``); off,
+    #: each copies the whole file.
+    snapshot_patch: bool = True
     throughput: Throughput = "bursting"
     storage: StorageClass = "regional"
     backup_days: int = 3
@@ -461,22 +464,35 @@ def _efs_reads(load: Load, commits: int) -> tuple[float, float]:
         ) / max(load.reads, 1)
         return read_bytes, ms
     # Snapshot: a query inside the staleness window touches EFS at most for its check; a
-    # commit makes the next read past the window copy the whole file.
+    # commit makes the next read past the window refresh the copy. A full copy reads the
+    # whole file. A patch reads the pages the commits since the last refresh wrote: priced
+    # as one measured one-commit patch per commit and environment (an upper bound: the
+    # locks and the log are read once per refresh), never above the full copies.
     windows = MONTH_S / TEMPLATE_DEFAULTS["staleness_s"]
-    refreshes = min(commits, load.reads, windows) * _assumed("environments_per_function")
+    environments = _assumed("environments_per_function")
+    refreshes = min(commits, load.reads, windows) * environments
     mb = load.gb * 1000
     per_mb = query["snapshot_refresh_per_mb"]
-    read_bytes = load.reads * query["snapshot"]["metered_bytes"]
-    read_bytes += refreshes * mb * per_mb["metered_bytes"]
-    ms = (
-        load.reads * query["snapshot"]["modelled_ms"] + refreshes * mb * per_mb["modelled_ms"]
-    ) / max(load.reads, 1)
+    full_bytes = refreshes * mb * per_mb["metered_bytes"]
+    full_ms = refreshes * mb * per_mb["modelled_ms"]
+    patch = query.get("snapshot_patch_after_write")
+    if load.snapshot_patch and patch is not None:
+        patched = commits * environments if refreshes else 0
+        refresh_bytes = min(patched * patch["metered_bytes"], full_bytes)
+        refresh_ms = min(patched * patch["modelled_ms"], full_ms)
+    else:
+        refresh_bytes, refresh_ms = full_bytes, full_ms
+    read_bytes = load.reads * query["snapshot"]["metered_bytes"] + refresh_bytes
+    ms = (load.reads * query["snapshot"]["modelled_ms"] + refresh_ms) / max(load.reads, 1)
     return read_bytes, ms
 
 
 def _options(load: Load) -> str:
+    reads: str = load.read_mode
+    if reads == "snapshot":
+        reads += " (patched)" if load.snapshot_patch else " (full copies)"
     return (
-        f"{load.read_mode} reads, {load.throughput} throughput, {load.storage} storage, "
+        f"{reads} reads, {load.throughput} throughput, {load.storage} storage, "
         f"backups {load.backup_days} days"
     )
 

@@ -23,7 +23,15 @@ VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("defaults (bursting, direct, regional, 3 days of backups)", {}),
     ("One Zone storage", {"storage": "one-zone"}),
     ("Elastic throughput", {"throughput": "elastic"}),
-    ("snapshot reads, Elastic throughput", {"read_mode": "snapshot", "throughput": "elastic"}),
+    ("snapshot reads (patched refreshes)", {"read_mode": "snapshot"}),
+    (
+        "snapshot reads (patched refreshes), Elastic throughput",
+        {"read_mode": "snapshot", "throughput": "elastic"},
+    ),
+    (
+        "snapshot reads, full copies (EFSQLITE_SNAPSHOT_PATCH=false), Elastic throughput",
+        {"read_mode": "snapshot", "snapshot_patch": False, "throughput": "elastic"},
+    ),
     ("7 days of backups", {"backup_days": 7}),
     ("35 days of backups (AWS's automatic plan)", {"backup_days": 35}),
     ("custom metrics on", {"custom_metrics": True}),
