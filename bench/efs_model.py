@@ -156,6 +156,7 @@ _FD_PATH = re.compile(r"^-?\d+<([^>]*)>")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _UNFINISHED = " <unfinished ...>"
 _RESUMED = re.compile(r"^<\.\.\. ([a-z0-9_]+) resumed>(.*)$")
+_PADDED_RETURN = re.compile(r"\)\s+= ")
 
 
 def in_folder(folder: Path | str) -> Callable[[str], bool]:
@@ -224,7 +225,9 @@ def parse_trace(text: str, keep: Callable[[str], bool]) -> dict[str, float]:
             continue
         resumed = _RESUMED.match(line)
         if resumed:
-            line = pending.pop(pid, resumed.group(1) + "(") + resumed.group(2)
+            # strace pads a resumed call's return value into a column: ")          = 0".
+            rest = _PADDED_RETURN.sub(") = ", resumed.group(2), count=1)
+            line = pending.pop(pid, resumed.group(1) + "(") + rest
         head, sep, tail = line.rpartition(") = ")
         if not sep or "(" not in head:
             continue
