@@ -11,6 +11,9 @@ each handler's cold-start imports (``bench/bench_cold_import.py``: from the laye
 into the report. ``bench/results/usage.json`` gathers the per-operation figures the cost
 model reads: EFS operations, bytes and metered bytes per commit and per query, the handlers'
 milliseconds under the model and the bytes they log per invocation (:func:`usage_file`).
+``bench/bench_patch.py`` measures snapshot refresh by patching on a 1 GiB database (100 MiB
+with ``--quick``; the 1 GiB build is cached under ``/tmp/efsqlite-bench-patch``); its goals
+join the report's.
 """
 
 from __future__ import annotations
@@ -596,7 +599,11 @@ def report(
             lines.append(
                 f"| {name} | {row['import_ms_p50']:.0f} | {row['process_ms_p50']:.0f} | {heavy} |"
             )
-    for key, title in (("reader", "Read path"), ("e2e", "End to end through the local stack")):
+    for key, title in (
+        ("reader", "Read path"),
+        ("patch", "Snapshot refresh by patching"),
+        ("e2e", "End to end through the local stack"),
+    ):
         section = results[key]
         lines += ["", f"## {title}", ""]
         if "result" in section:
@@ -649,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         ("reader", lambda: run_sibling(HERE / "bench_reader.py", args.quick, out / "reader.json")),
         ("e2e", lambda: run_sibling(HERE / "bench_e2e.py", args.quick, out / "e2e.json")),
         ("ledger", lambda: run_sibling(HERE / "bench_ledger.py", args.quick, out / "ledger.json")),
+        ("patch", lambda: run_sibling(HERE / "bench_patch.py", args.quick, out / "patch.json")),
     ]
     for name, step in steps:
         if args.skip_siblings:
@@ -658,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = step()
     (out / "ledger.json").write_text(json.dumps(results["ledger"], indent=2))
     results["goals"] = goals(results["write"], results["reader"], results["cold_import"])
+    results["goals"] += results["patch"].get("result", {}).get("goals", [])
     results["seconds"] = time.monotonic() - started
     (out / "results.json").write_text(json.dumps(results, indent=2))
     usage = usage_file(results)
