@@ -421,23 +421,7 @@ def refresh_child(argv: list[str]) -> None:
 
 def _drive(command: list[str], on_request: Callable[[str], None]) -> dict[str, Any]:
     """Run a child; answer each request line it prints (``w N``) after ``on_request``."""
-    proc = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    last = ""
-    for line in proc.stdout:
-        if line.startswith("w "):
-            on_request(line)
-            proc.stdin.write("ok\n")
-            proc.stdin.flush()
-            continue
-        last = line
-    proc.stdin.close()
-    if proc.wait() != 0 or not last:
-        raise RuntimeError(f"child failed ({proc.returncode}): {' '.join(command[-5:])}")
-    result: dict[str, Any] = json.loads(last)
-    return result
+    return efs_model.drive_child(command, on_request, cwd=REPO)
 
 
 def refresh_run(

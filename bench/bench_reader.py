@@ -410,22 +410,8 @@ class BenchWriter:
 
 def _drive(command: list[str], writer: BenchWriter | None) -> dict[str, Any]:
     """Run an ``efs_child`` command; apply a write each time it asks; return its JSON."""
-    proc = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    last = ""
-    for line in proc.stdout:
-        if line == "w\n" and writer is not None:
-            writer.write()
-            proc.stdin.write("ok\n")
-            proc.stdin.flush()
-            continue
-        last = line
-    proc.stdin.close()
-    if proc.wait() != 0 or not last:
-        raise RuntimeError(f"efs child failed ({proc.returncode}): {' '.join(command[-6:])}")
-    return json.loads(last)
+    on_request = None if writer is None else (lambda _line: writer.write())
+    return efs_model.drive_child(command, on_request, cwd=REPO)
 
 
 #: The big database's refresh under the model outlasts the default 2 s ``timeout_ms`` (the

@@ -34,6 +34,7 @@ DON'T expect ``stat``/``fstat``/``access`` to be charged: they are neither delay
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -42,7 +43,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -292,6 +293,33 @@ def count_calls(
         return parse_trace(output.read_text(errors="replace"), in_folder(folder))
     finally:
         output.unlink(missing_ok=True)
+
+
+def drive_child(
+    command: Sequence[str], on_request: Callable[[str], None] | None, *, cwd: Path | str
+) -> dict[str, Any]:
+    """Run a benchmark child; return the JSON of the last line it prints.
+
+    A line ``w`` or ``w ARGS`` is the child asking the parent to change something (a write)
+    before it goes on: ``on_request(line)`` runs, then the child reads ``ok`` on stdin.
+    """
+    proc = subprocess.Popen(
+        list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=cwd
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    last = ""
+    for line in proc.stdout:
+        if on_request is not None and (line == "w\n" or line.startswith("w ")):
+            on_request(line)
+            proc.stdin.write("ok\n")
+            proc.stdin.flush()
+            continue
+        last = line
+    proc.stdin.close()
+    if proc.wait() != 0 or not last:
+        raise RuntimeError(f"child failed ({proc.returncode}): {' '.join(command[-6:])}")
+    result: dict[str, Any] = json.loads(last)
+    return result
 
 
 def difference(

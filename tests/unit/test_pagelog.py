@@ -136,46 +136,37 @@ def test_the_counter_wraps() -> None:
 
 
 # -- the writer's log ----------------------------------------------------------------------
+def entry_for(
+    log: pagelog.PageLogWriter, counter: int, pages: dict[int, int], *, count: int = 3
+) -> Entry:
+    """The entry ``log`` would append for a commit at ``counter`` (4 KiB pages, no cut)."""
+    return log.entry_for(
+        counter=counter,
+        page_size=4096,
+        page_count=count,
+        truncated_to=NO_TRUNCATION,
+        page1_crc=0,
+        pages=pages,
+    )
+
+
 def test_the_writer_continues_a_segment_only_when_the_counter_follows(tmp_path: Path) -> None:
     log = pagelog.PageLogWriter(tmp_path / "db.sqlite-pages")
     log.prepare()
-    first = log.entry_for(
-        counter=5, page_size=4096, page_count=3, truncated_to=NO_TRUNCATION, page1_crc=0, pages={}
-    )
+    first = entry_for(log, 5, {})
     assert first.kind == KIND_START
     log.append(first)
-    follows = log.entry_for(
-        counter=6,
-        page_size=4096,
-        page_count=3,
-        truncated_to=NO_TRUNCATION,
-        page1_crc=0,
-        pages={1: 1},
-    )
+    follows = entry_for(log, 6, {1: 1})
     assert follows.kind == KIND_COMMIT and follows.segment == first.segment
     log.append(follows)
     # a commit the log never saw (a crash after the commit, another tool) starts over
-    jump = log.entry_for(
-        counter=8,
-        page_size=4096,
-        page_count=3,
-        truncated_to=NO_TRUNCATION,
-        page1_crc=0,
-        pages={1: 1},
-    )
+    jump = entry_for(log, 8, {1: 1})
     assert jump.kind == KIND_START and jump.segment != first.segment
     log.close()
     # a new writer process reads the log's end and continues from it
     again = pagelog.PageLogWriter(tmp_path / "db.sqlite-pages")
     again.prepare()
-    resumed = again.entry_for(
-        counter=7,
-        page_size=4096,
-        page_count=3,
-        truncated_to=NO_TRUNCATION,
-        page1_crc=0,
-        pages={1: 1},
-    )
+    resumed = entry_for(again, 7, {1: 1})
     assert resumed.kind == KIND_COMMIT and resumed.segment == first.segment
     again.close()
 
@@ -186,14 +177,7 @@ def test_a_torn_tail_is_cut_before_the_next_entry(tmp_path: Path) -> None:
     path.write_bytes(whole + commit(7, {1: 2}).encode()[:9])
     log = pagelog.PageLogWriter(path)
     log.prepare()
-    entry = log.entry_for(
-        counter=7,
-        page_size=4096,
-        page_count=10,
-        truncated_to=NO_TRUNCATION,
-        page1_crc=0,
-        pages={2: 2},
-    )
+    entry = entry_for(log, 7, {2: 2}, count=10)
     log.append(entry)
     log.close()
     assert [e.counter for e in pagelog.parse(path.read_bytes())] == [5, 6, 7]
@@ -205,16 +189,7 @@ def test_a_full_log_keeps_its_newest_half(tmp_path: Path, monkeypatch: pytest.Mo
     log = pagelog.PageLogWriter(path)
     log.prepare()
     for counter in range(1, 200):
-        log.append(
-            log.entry_for(
-                counter=counter,
-                page_size=4096,
-                page_count=10,
-                truncated_to=NO_TRUNCATION,
-                page1_crc=0,
-                pages={1: counter},
-            )
-        )
+        log.append(entry_for(log, counter, {1: counter}, count=10))
     log.close()
     entries = pagelog.parse(path.read_bytes())
     assert path.stat().st_size <= 2000 + 100
