@@ -28,7 +28,6 @@ import contextlib
 import sys
 import threading
 import zlib
-from pathlib import Path
 from typing import Any
 
 import apsw
@@ -256,8 +255,3 @@ def open_with_raw_file(filename: str, flags: int, **kwargs: Any) -> tuple[apsw.C
         conn.close()
         raise apsw.CantOpenError(f"no database file was opened for {filename}")
     return conn, raw
-
-
-def is_logged(path: Path | str) -> bool:
-    """True if a writer connection on ``path`` keeps a page log."""
-    return str(path).endswith(_LOGGED_SUFFIX)
